@@ -1,0 +1,186 @@
+import uuid
+
+from django.conf import settings as django_settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Outcome(models.TextChoices):
+    ALLOW = "allow", "Allow"
+    REVIEW = "review", "Review"
+    DENY = "deny", "Deny"
+
+
+class Risk(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+    CRITICAL = "critical", "Critical"
+
+
+RISK_RANK = {Risk.LOW: 1, Risk.MEDIUM: 2, Risk.HIGH: 3, Risk.CRITICAL: 4}
+
+
+class ActionType(models.Model):
+    class Connector(models.TextChoices):
+        WEBHOOK = "webhook", "Webhook"
+        EMAIL = "email", "Email"
+        NONE = "none", "None (agent acts itself)"
+
+    key = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    summary_template = models.CharField(max_length=500, blank=True)
+    params_schema = models.JSONField(default=dict, blank=True)
+    irreversible = models.BooleanField(default=False)
+    risk = models.CharField(max_length=10, choices=Risk.choices, blank=True)
+    default_outcome = models.CharField(
+        max_length=10, choices=Outcome.choices, default=Outcome.REVIEW
+    )
+    connector_type = models.CharField(
+        max_length=10, choices=Connector.choices, default=Connector.NONE
+    )
+    connector_config = models.JSONField(default=dict, blank=True)
+    # Fernet token of an inline or generated connector secret; never clear text.
+    connector_secret_encrypted = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["key"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(irreversible=True, default_outcome="allow"),
+                name="actiontype_irreversible_never_default_allow",
+            ),
+        ]
+
+    def __str__(self):
+        return self.key
+
+    @property
+    def effective_risk(self) -> str:
+        if self.risk:
+            return self.risk
+        return Risk.HIGH if self.irreversible else Risk.MEDIUM
+
+
+class Agent(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    owner = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="owned_agents",
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    suspended_reason = models.TextField(blank=True)
+    callback_url = models.URLField(max_length=500, blank=True)
+    active_behaviour = models.ForeignKey(
+        "BehaviourVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    behaviour_activated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["slug"]
+        permissions = [("manage_agents", "Can manage agents, scopes, keys and behaviour")]
+
+    def __str__(self):
+        return self.slug
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+
+class AgentKey(models.Model):
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="keys")
+    # The first characters of the key, safe to show, so admins can tell keys apart.
+    prefix = models.CharField(max_length=20)
+    key_hash = models.CharField(max_length=64, unique=True)
+    label = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_used_ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.prefix}… ({self.agent.slug})"
+
+    def is_usable(self, at=None) -> bool:
+        at = at or timezone.now()
+        if self.revoked_at is not None and self.revoked_at <= at:
+            return False
+        return self.expires_at is None or self.expires_at > at
+
+
+class Grant(models.Model):
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="grants")
+    action_type = models.ForeignKey(ActionType, on_delete=models.PROTECT, related_name="grants")
+    constraint = models.TextField(blank=True)
+    limit_per_hour = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["agent__slug", "action_type__key"]
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "action_type"], name="grant_unique_scope"),
+        ]
+
+    def __str__(self):
+        return f"{self.agent.slug} → {self.action_type.key}"
+
+
+class BehaviourVersion(models.Model):
+    """An immutable snapshot of an agent's instructions, settings and policy."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="behaviour_versions")
+    number = models.PositiveIntegerField()
+    instructions = models.TextField(blank=True)
+    settings = models.JSONField(default=dict, blank=True)
+    policy = models.JSONField(default=list, blank=True)
+    content_hash = models.CharField(max_length=64)
+    note = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["agent", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "number"], name="behaviour_unique_number"),
+            models.CheckConstraint(condition=Q(number__gte=1), name="behaviour_number_positive"),
+        ]
+
+    def __str__(self):
+        return f"{self.agent.slug} v{self.number}"

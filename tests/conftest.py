@@ -1,0 +1,39 @@
+import os
+import socket
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _redis_reachable() -> bool:
+    url = os.environ.get("CELERY_BROKER_URL", "")
+    if not url:
+        return False
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 6379), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _missing(item) -> str | None:
+    if item.get_closest_marker("postgres") and (
+        settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql"
+    ):
+        return "needs PostgreSQL: set DATABASE_URL"
+    if item.get_closest_marker("redis") and not _redis_reachable():
+        return "needs Redis: set CELERY_BROKER_URL to a running Redis"
+    return None
+
+
+def pytest_runtest_setup(item):
+    reason = _missing(item)
+    if reason is None:
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true and a required service is missing: {reason}", pytrace=False)
+    pytest.skip(reason)
