@@ -6,7 +6,7 @@ message naming the variable. See README.md ("Configuration") for the contract.
 
 import os
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -87,6 +87,44 @@ def env_broker(name: str) -> str | None:
     except ValueError:
         raise ImproperlyConfigured(f"{name} has an invalid port (got {raw!r}).") from None
     return raw
+
+
+_MAIL_BACKENDS = {
+    "smtp": "django.core.mail.backends.smtp.EmailBackend",
+    "smtps": "django.core.mail.backends.smtp.EmailBackend",
+    "console": "django.core.mail.backends.console.EmailBackend",
+    "locmem": "django.core.mail.backends.locmem.EmailBackend",
+    "dummy": "django.core.mail.backends.dummy.EmailBackend",
+}
+
+
+def env_mailer(name: str, *, debug: bool) -> dict:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        scheme = "console" if debug else "smtp"
+        raw = f"{scheme}://localhost:25"
+    parts = urlsplit(raw)
+    if parts.scheme not in _MAIL_BACKENDS:
+        raise ImproperlyConfigured(
+            f"{name} must start with one of {', '.join(sorted(_MAIL_BACKENDS))}:// (got {raw!r})."
+        )
+    config = {"BACKEND": _MAIL_BACKENDS[parts.scheme]}
+    if parts.scheme.startswith("smtp"):
+        try:
+            port = parts.port or (465 if parts.scheme == "smtps" else 25)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} has an invalid port (got {raw!r}).") from None
+        query = dict(pair.split("=", 1) for pair in parts.query.split("&") if "=" in pair)
+        config["OPTIONS"] = {
+            "host": parts.hostname or "localhost",
+            "port": port,
+            "username": unquote(parts.username or ""),
+            "password": unquote(parts.password or ""),
+            "use_ssl": parts.scheme == "smtps",
+            "use_tls": query.get("tls", "").lower() in _TRUE,
+            "timeout": 10,
+        }
+    return config
 
 
 DEBUG = env_bool("DEBUG")
@@ -228,18 +266,8 @@ CELERY_TASK_TIME_LIMIT = 60
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
 CELERY_TIMEZONE = "UTC"
 
-# Email: EMAIL_URL-less standard settings; the console backend under DEBUG.
-EMAIL_BACKEND = os.environ.get(
-    "EMAIL_BACKEND",
-    "django.core.mail.backends.console.EmailBackend"
-    if DEBUG
-    else "django.core.mail.backends.smtp.EmailBackend",
-)
-EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
-EMAIL_PORT = env_int("EMAIL_PORT", 25)
-EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
-EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
-EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
+# Email: EMAIL_URL (smtp://user:pass@host:587?tls=true, smtps://..., console:, locmem:).
+MAILERS = {"default": env_mailer("EMAIL_URL", debug=DEBUG)}
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "aispm@localhost")
 
 # aispm's own settings.

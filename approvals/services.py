@@ -1,0 +1,304 @@
+"""Writes on decisions. Every transition is a conditional update and is audited."""
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from agents.models import ActionType, Agent, AgentKey, Outcome
+from agents.summary import render_summary
+from audit.services import audit_record
+
+from . import policy
+from .models import Decision, Review
+
+
+class DecisionConflict(Exception):
+    """The decision is not in a state that allows this; `decision` is its current row."""
+
+    def __init__(self, message: str, *, decision: Decision | None = None):
+        super().__init__(message)
+        self.decision = decision
+
+
+class ReviewNotAllowed(Exception):
+    """This reviewer may not act on this decision (own agent, already reviewed...)."""
+
+
+def _transition(
+    *, decision: Decision, from_statuses: set[str], to: str, **fields
+) -> Decision:
+    """Move `decision` to `to` if it is still in one of `from_statuses`, else conflict."""
+    now = timezone.now()
+    updated = Decision.objects.filter(pk=decision.pk, status__in=from_statuses).update(
+        status=to, updated_at=now, **fields
+    )
+    decision.refresh_from_db()
+    if updated != 1:
+        raise DecisionConflict(
+            f"Decision is {decision.status}, so it cannot become {to}.", decision=decision
+        )
+    return decision
+
+
+def decision_create(
+    *,
+    agent: Agent,
+    action_type: ActionType,
+    params: dict,
+    reasoning: str,
+    evidence: dict | None = None,
+    confidence: float | None = None,
+    key: AgentKey | None = None,
+    idempotency_key: str | None = None,
+    request_hash: str = "",
+    external_ref: str = "",
+) -> Decision:
+    """Route a proposed action through the agent's active policy and store it.
+
+    Scope, rate and schema checks happen before this, in the submission pipeline.
+    """
+    evidence = evidence or {}
+    version = agent.active_behaviour
+    route = policy.route(
+        version=version,
+        agent=agent,
+        action_type=action_type,
+        params=params,
+        evidence=evidence,
+        confidence=confidence,
+    )
+    now = timezone.now()
+    status = {
+        Outcome.ALLOW: Decision.Status.APPROVED,
+        Outcome.DENY: Decision.Status.DENIED,
+    }.get(route.outcome, Decision.Status.PENDING)
+    with transaction.atomic():
+        decision = Decision.objects.create(
+            agent=agent,
+            action_type=action_type,
+            key=key,
+            status=status,
+            approval=Decision.Approval.AUTO if status == Decision.Status.APPROVED else "",
+            summary=render_summary(action_type.summary_template, params),
+            params=params,
+            approved_params=params if status == Decision.Status.APPROVED else None,
+            reasoning=reasoning,
+            evidence=evidence,
+            confidence=confidence,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            external_ref=external_ref,
+            policy_outcome=route.outcome,
+            policy_rule=route.rule,
+            policy_explanation=route.explanation,
+            risk=route.risk,
+            bulk_allowed=route.bulk,
+            required_approvals=route.approvals,
+            behaviour_version=version.number if version else None,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + route.ttl if status == Decision.Status.PENDING else None,
+            decided_at=now if status != Decision.Status.PENDING else None,
+        )
+        audit_record(
+            event="decision.submitted",
+            actor=agent,
+            target=decision,
+            data={
+                "action": action_type.key,
+                "status": status,
+                "params": params,
+                "evidence": evidence,
+                "reasoning": reasoning,
+                "confidence": confidence,
+                "policy": {
+                    "outcome": route.outcome,
+                    "rule": route.rule,
+                    "explanation": route.explanation,
+                },
+                "risk": route.risk,
+                "required_approvals": route.approvals,
+                "behaviour_version": decision.behaviour_version,
+                "key_id": key.pk if key else None,
+            },
+        )
+    return decision
+
+
+def _check_reviewer(*, decision: Decision, reviewer) -> None:
+    if not decision.is_pending:
+        decided_by = decision.decided_by.get_username() if decision.decided_by else "the system"
+        raise DecisionConflict(
+            f"Already {decision.status} by {decided_by}.", decision=decision
+        )
+    if decision.agent.owner_id is not None and decision.agent.owner_id == reviewer.pk:
+        raise ReviewNotAllowed("You own this agent, so you cannot review its decisions.")
+    if decision.reviews.filter(reviewer=reviewer).exists():
+        raise ReviewNotAllowed("You have already reviewed this decision.")
+
+
+def decision_approve(
+    *, decision: Decision, reviewer, comment: str = "", approved_params: dict | None = None
+) -> Decision:
+    """Record one approval; the decision is approved once enough distinct people agree.
+
+    `approved_params` is set when the reviewer edited the params before approving.
+    """
+    with transaction.atomic():
+        decision = Decision.objects.select_for_update().get(pk=decision.pk)
+        _check_reviewer(decision=decision, reviewer=reviewer)
+        edited = approved_params is not None and approved_params != decision.params
+        try:
+            with transaction.atomic():
+                review = Review.objects.create(
+                    decision=decision,
+                    reviewer=reviewer,
+                    verdict=Review.Verdict.EDIT_APPROVE if edited else Review.Verdict.APPROVE,
+                    comment=comment,
+                    params_before=decision.params if edited else None,
+                    params_after=approved_params if edited else None,
+                )
+        except IntegrityError:
+            raise ReviewNotAllowed("You have already reviewed this decision.") from None
+        approvals = decision.reviews.exclude(verdict=Review.Verdict.REJECT).count()
+        audit_record(
+            event="decision.review_added",
+            actor=reviewer,
+            target=decision,
+            data={
+                "verdict": review.verdict,
+                "comment": comment,
+                "params_before": review.params_before,
+                "params_after": review.params_after,
+                "approvals": approvals,
+                "required_approvals": decision.required_approvals,
+            },
+        )
+        if edited:
+            Decision.objects.filter(pk=decision.pk).update(approved_params=approved_params)
+        if approvals < decision.required_approvals:
+            decision.refresh_from_db()
+            return decision
+        now = timezone.now()
+        decision = _transition(
+            decision=decision,
+            from_statuses={Decision.Status.PENDING},
+            to=Decision.Status.APPROVED,
+            approval=Decision.Approval.HUMAN,
+            decided_at=now,
+            decided_by=reviewer,
+            approved_params=approved_params if edited else (
+                decision.approved_params or decision.params
+            ),
+        )
+        audit_record(
+            event="decision.approved",
+            actor=reviewer,
+            target=decision,
+            data={"approvals": approvals, "approved_params": decision.approved_params},
+        )
+    return decision
+
+
+def decision_reject(*, decision: Decision, reviewer, reason: str, tags: list[str] = ()) -> Decision:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValueError("A reason is required to reject a decision.")
+    with transaction.atomic():
+        decision = Decision.objects.select_for_update().get(pk=decision.pk)
+        _check_reviewer(decision=decision, reviewer=reviewer)
+        Review.objects.create(
+            decision=decision,
+            reviewer=reviewer,
+            verdict=Review.Verdict.REJECT,
+            comment=reason,
+            tags=list(tags),
+        )
+        decision = _transition(
+            decision=decision,
+            from_statuses={Decision.Status.PENDING},
+            to=Decision.Status.REJECTED,
+            decided_at=timezone.now(),
+            decided_by=reviewer,
+            status_reason=reason,
+        )
+        audit_record(
+            event="decision.rejected",
+            actor=reviewer,
+            target=decision,
+            data={"reason": reason, "tags": list(tags)},
+        )
+    return decision
+
+
+def decision_cancel(*, decision: Decision, agent: Agent) -> Decision:
+    with transaction.atomic():
+        decision = _transition(
+            decision=decision,
+            from_statuses={Decision.Status.PENDING},
+            to=Decision.Status.CANCELLED,
+            decided_at=timezone.now(),
+            status_reason="Cancelled by the agent.",
+        )
+        audit_record(event="decision.cancelled", actor=agent, target=decision)
+    return decision
+
+
+def decision_expire(*, decision: Decision) -> Decision:
+    with transaction.atomic():
+        decision = _transition(
+            decision=decision,
+            from_statuses={Decision.Status.PENDING},
+            to=Decision.Status.EXPIRED,
+            decided_at=timezone.now(),
+            status_reason="No decision before it expired.",
+        )
+        audit_record(
+            event="decision.expired", target=decision, data={"expires_at": decision.expires_at}
+        )
+    return decision
+
+
+def decision_release_claim(*, decision: Decision) -> Decision:
+    with transaction.atomic():
+        decision = _transition(
+            decision=decision,
+            from_statuses={Decision.Status.APPROVED},
+            to=Decision.Status.RELEASING,
+            release_attempts=decision.release_attempts + 1,
+        )
+        audit_record(
+            event="decision.release_started",
+            target=decision,
+            data={"attempt": decision.release_attempts},
+        )
+    return decision
+
+
+def decision_release_finish(*, decision: Decision, succeeded: bool, result: dict) -> Decision:
+    now = timezone.now()
+    with transaction.atomic():
+        decision = _transition(
+            decision=decision,
+            from_statuses={Decision.Status.RELEASING},
+            to=Decision.Status.RELEASED if succeeded else Decision.Status.FAILED,
+            release_result=result,
+            released_at=now if succeeded else None,
+        )
+        audit_record(
+            event="decision.released" if succeeded else "decision.release_failed",
+            target=decision,
+            data={"result": result, "attempts": decision.release_attempts},
+        )
+    return decision
+
+
+def decision_block(*, decision: Decision, reason: str) -> Decision:
+    with transaction.atomic():
+        decision = _transition(
+            decision=decision,
+            from_statuses={Decision.Status.APPROVED, Decision.Status.RELEASING},
+            to=Decision.Status.BLOCKED,
+            status_reason=reason,
+        )
+        audit_record(event="decision.blocked", target=decision, data={"reason": reason})
+    return decision
