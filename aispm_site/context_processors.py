@@ -1,28 +1,71 @@
+from dataclasses import dataclass
+
 from django.urls import NoReverseMatch, reverse
 
 from . import roles
 
-# (label, url name, permission). A link shows only to users holding its permission,
-# and only once its screen exists.
-NAV_ITEMS = [
-    ("Inbox", "approvals:inbox", roles.REVIEW_PERMISSION),
-    ("Agents", "agents:list", roles.MANAGE_AGENTS_PERMISSION),
-    ("Audit", "audit:search", roles.AUDIT_PERMISSION),
+
+@dataclass(frozen=True)
+class Workspace:
+    label: str
+    url_name: str
+    permission: str
+    description: str
+
+
+# A workspace shows only to users holding its permission. Its link appears once
+# its screen exists, that is once its URL name reverses.
+WORKSPACES = [
+    Workspace(
+        "Inbox",
+        "approvals:inbox",
+        roles.REVIEW_PERMISSION,
+        "Approve, edit or reject the actions agents are waiting on.",
+    ),
+    Workspace(
+        "Agents",
+        "agents:list",
+        roles.MANAGE_AGENTS_PERMISSION,
+        "Scopes, keys, behaviour versions and anomaly alerts.",
+    ),
+    Workspace(
+        "Audit",
+        "audit:search",
+        roles.AUDIT_PERMISSION,
+        "Search decision trails, verify the hash chain and export CSV.",
+    ),
 ]
+
+ADMIN = Workspace(
+    "Admin", "admin:index", "", "Users and roles, plus read-only views of every record."
+)
+
+
+def _url(url_name: str) -> str | None:
+    try:
+        return reverse(url_name)
+    except NoReverseMatch:
+        return None
+
+
+def workspaces_for(user) -> list[dict]:
+    """Every workspace the user may use, with `url` None while its screen is missing."""
+    if user is None or not user.is_authenticated:
+        return []
+    allowed = [w for w in WORKSPACES if user.has_perm(w.permission)]
+    if user.is_staff:
+        allowed.append(ADMIN)
+    return [
+        {"label": w.label, "description": w.description, "url": _url(w.url_name)} for w in allowed
+    ]
 
 
 def navigation(request):
-    user = getattr(request, "user", None)
-    if user is None or not user.is_authenticated:
-        return {"nav_items": []}
+    path = getattr(request, "path", "")
     items = []
-    for label, url_name, perm in NAV_ITEMS:
-        if not user.has_perm(perm):
+    for workspace in workspaces_for(getattr(request, "user", None)):
+        if workspace["url"] is None:
             continue
-        try:
-            items.append({"label": label, "url": reverse(url_name)})
-        except NoReverseMatch:
-            continue
-    if user.is_staff:
-        items.append({"label": "Admin", "url": reverse("admin:index")})
+        workspace["current"] = path.startswith(workspace["url"])
+        items.append(workspace)
     return {"nav_items": items}
