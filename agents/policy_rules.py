@@ -85,9 +85,7 @@ def validate_policy(
                 problems.append(RuleProblem(f"{here}.action", f"unknown action {action!r}"))
         outcome = rule.get("outcome")
         if outcome not in Outcome.values:
-            problems.append(
-                RuleProblem(f"{here}.outcome", "must be one of allow, review, deny")
-            )
+            problems.append(RuleProblem(f"{here}.outcome", "must be one of allow, review, deny"))
         elif outcome == Outcome.ALLOW:
             targets = (
                 [action]

@@ -65,7 +65,7 @@ def env_database(name: str) -> dict:
             f"(got scheme {scheme!r})."
         )
     try:
-        config = dj_database_url.parse(raw, conn_max_age=600, conn_health_checks=True)
+        config = dj_database_url.parse(raw, conn_max_age=600)
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name} is not a valid database URL: {exc}") from None
     if not config.get("NAME"):
@@ -253,6 +253,8 @@ if not DEBUG:
 CELERY_BROKER_URL = env_broker("CELERY_BROKER_URL")
 CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None
 CELERY_TASK_EAGER_PROPAGATES = True
+# Redis also backs the per-grant hourly counters; without it they are counted in SQL.
+AISPM_REDIS_URL = CELERY_BROKER_URL
 CELERY_BROKER_URL = CELERY_BROKER_URL or "memory://"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
@@ -275,12 +277,14 @@ AISPM_ENCRYPTION_KEY = os.environ.get("AISPM_ENCRYPTION_KEY", "").strip()
 AISPM_ALLOW_PRIVATE_TARGETS = env_bool("AISPM_ALLOW_PRIVATE_TARGETS")
 AISPM_DEFAULT_TTL_HOURS = env_int("AISPM_DEFAULT_TTL_HOURS", 24, minimum=1)
 AISPM_MAX_BODY_BYTES = 256 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = AISPM_MAX_BODY_BYTES
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "approvals.api_errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
 }

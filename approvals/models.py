@@ -27,9 +27,7 @@ class Decision(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="decisions")
-    action_type = models.ForeignKey(
-        ActionType, on_delete=models.PROTECT, related_name="decisions"
-    )
+    action_type = models.ForeignKey(ActionType, on_delete=models.PROTECT, related_name="decisions")
     key = models.ForeignKey(
         AgentKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="decisions"
     )
@@ -42,7 +40,8 @@ class Decision(models.Model):
     reasoning = models.TextField()
     evidence = models.JSONField(default=dict, blank=True)
     confidence = models.FloatField(null=True, blank=True)
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    # NULL, not "", so that the per-agent unique constraint skips absent keys.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     request_hash = models.CharField(max_length=64, blank=True)
     external_ref = models.CharField(max_length=255, blank=True)
 
@@ -90,8 +89,7 @@ class Decision(models.Model):
                 name="decision_unique_idempotency_key",
             ),
             models.CheckConstraint(
-                condition=Q(confidence__isnull=True)
-                | Q(confidence__gte=0, confidence__lte=1),
+                condition=Q(confidence__isnull=True) | Q(confidence__gte=0, confidence__lte=1),
                 name="decision_confidence_0_1",
             ),
             models.CheckConstraint(
@@ -138,7 +136,9 @@ class Review(models.Model):
         ordering = ["created_at", "id"]
         constraints = [
             # One review per person per decision: N approvals need N distinct people.
-            models.UniqueConstraint(fields=["decision", "reviewer"], name="review_one_per_reviewer"),
+            models.UniqueConstraint(
+                fields=["decision", "reviewer"], name="review_one_per_reviewer"
+            ),
             models.CheckConstraint(
                 condition=~Q(verdict="reject") | ~Q(comment=""),
                 name="review_reject_needs_reason",

@@ -1,5 +1,9 @@
 """Writes on decisions. Every transition is a conditional update and is audited."""
 
+import hashlib
+import json
+from dataclasses import dataclass
+
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -7,7 +11,7 @@ from agents.models import ActionType, Agent, AgentKey, Outcome
 from agents.summary import render_summary
 from audit.services import audit_record
 
-from . import policy
+from . import policy, ratelimit, scope
 from .models import Decision, Review
 
 
@@ -23,9 +27,7 @@ class ReviewNotAllowed(Exception):
     """This reviewer may not act on this decision (own agent, already reviewed...)."""
 
 
-def _transition(
-    *, decision: Decision, from_statuses: set[str], to: str, **fields
-) -> Decision:
+def _transition(*, decision: Decision, from_statuses: set[str], to: str, **fields) -> Decision:
     """Move `decision` to `to` if it is still in one of `from_statuses`, else conflict."""
     now = timezone.now()
     updated = Decision.objects.filter(pk=decision.pk, status__in=from_statuses).update(
@@ -127,9 +129,7 @@ def decision_create(
 def _check_reviewer(*, decision: Decision, reviewer) -> None:
     if not decision.is_pending:
         decided_by = decision.decided_by.get_username() if decision.decided_by else "the system"
-        raise DecisionConflict(
-            f"Already {decision.status} by {decided_by}.", decision=decision
-        )
+        raise DecisionConflict(f"Already {decision.status} by {decided_by}.", decision=decision)
     if decision.agent.owner_id is not None and decision.agent.owner_id == reviewer.pk:
         raise ReviewNotAllowed("You own this agent, so you cannot review its decisions.")
     if decision.reviews.filter(reviewer=reviewer).exists():
@@ -186,9 +186,9 @@ def decision_approve(
             approval=Decision.Approval.HUMAN,
             decided_at=now,
             decided_by=reviewer,
-            approved_params=approved_params if edited else (
-                decision.approved_params or decision.params
-            ),
+            approved_params=approved_params
+            if edited
+            else (decision.approved_params or decision.params),
         )
         audit_record(
             event="decision.approved",
@@ -302,3 +302,186 @@ def decision_block(*, decision: Decision, reason: str) -> Decision:
         )
         audit_record(event="decision.blocked", target=decision, data={"reason": reason})
     return decision
+
+
+class SubmissionRefused(Exception):
+    """A submission the pipeline refuses; `code` is the agent API's error code."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        details: dict | None = None,
+        retry_after: int | None = None,
+        audit_event: str = "",
+    ):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+        self.retry_after = retry_after
+        self.audit_event = audit_event
+
+
+@dataclass(frozen=True)
+class Submission:
+    decision: Decision
+    created: bool
+
+
+def request_fingerprint(
+    *, action: str, params, reasoning: str, evidence, confidence, external_ref: str
+) -> str:
+    body = json.dumps(
+        [action, params, reasoning, evidence, confidence, external_ref],
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _replay(*, agent: Agent, idempotency_key: str | None, request_hash: str) -> Decision | None:
+    """The original decision for a replayed idempotency key, or None if there is none."""
+    if not idempotency_key:
+        return None
+    original = Decision.objects.filter(agent=agent, idempotency_key=idempotency_key).first()
+    if original is None:
+        return None
+    if original.request_hash != request_hash:
+        raise SubmissionRefused(
+            "conflict",
+            "This idempotency key was already used with a different request body.",
+            details={"idempotency_key": [f"already used for decision {original.pk}"]},
+        )
+    return original
+
+
+def _checked_submission(
+    *,
+    key: AgentKey,
+    action: str,
+    params: dict,
+    reasoning: str,
+    evidence: dict,
+    confidence: float | None,
+    idempotency_key: str | None,
+    external_ref: str,
+    request_hash: str,
+) -> Decision:
+    agent = key.agent
+    grant = scope.grant_for(agent=agent, action_key=action)
+    if grant is None:
+        raise SubmissionRefused(
+            "out_of_scope",
+            f"Action {action!r} is unknown or not granted to this agent.",
+            audit_event="decision.out_of_scope",
+        )
+    if not agent.is_active:
+        raise SubmissionRefused(
+            "agent_suspended", "This agent is suspended.", audit_event="decision.refused"
+        )
+    action_type = grant.action_type
+    retry_after = ratelimit.check_and_count(
+        agent=agent, action_type=action_type, limit=grant.limit_per_hour, now=timezone.now()
+    )
+    if retry_after is not None:
+        raise SubmissionRefused(
+            "rate_limited",
+            f"Over the limit of {grant.limit_per_hour} {action} requests per hour.",
+            retry_after=retry_after,
+        )
+    errors = scope.params_errors(action_type=action_type, params=params)
+    if errors:
+        raise SubmissionRefused(
+            "invalid", f"params do not match the schema of {action}.", details=errors
+        )
+    grant.agent = agent  # the constraint sees the already-loaded agent
+    verdict = scope.check_constraint(
+        grant=grant, params=params, evidence=evidence, confidence=confidence
+    )
+    if not verdict.allowed:
+        raise SubmissionRefused(
+            "out_of_scope",
+            verdict.message,
+            details={"constraint": [grant.constraint]},
+            audit_event="decision.out_of_scope",
+        )
+    return decision_create(
+        agent=agent,
+        action_type=action_type,
+        params=params,
+        reasoning=reasoning,
+        evidence=evidence,
+        confidence=confidence,
+        key=key,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        external_ref=external_ref,
+    )
+
+
+def decision_submit(
+    *,
+    key: AgentKey,
+    action: str,
+    params: dict,
+    reasoning: str,
+    evidence: dict | None = None,
+    confidence: float | None = None,
+    idempotency_key: str | None = None,
+    external_ref: str = "",
+) -> Submission:
+    """The submission pipeline after authentication and shape validation.
+
+    Scope, suspension, rate, params schema and constraint are checked in that order;
+    a refusal raises SubmissionRefused. A replayed idempotency key returns the
+    original decision (created=False), even when a check would refuse it now.
+    """
+    evidence = evidence or {}
+    request_hash = request_fingerprint(
+        action=action,
+        params=params,
+        reasoning=reasoning,
+        evidence=evidence,
+        confidence=confidence,
+        external_ref=external_ref,
+    )
+    agent = key.agent
+    try:
+        decision = _checked_submission(
+            key=key,
+            action=action,
+            params=params,
+            reasoning=reasoning,
+            evidence=evidence,
+            confidence=confidence,
+            idempotency_key=idempotency_key,
+            external_ref=external_ref,
+            request_hash=request_hash,
+        )
+    except IntegrityError:
+        original = _replay(agent=agent, idempotency_key=idempotency_key, request_hash=request_hash)
+        if original is None:
+            raise
+        return Submission(original, created=False)
+    except SubmissionRefused as refusal:
+        original = _replay(agent=agent, idempotency_key=idempotency_key, request_hash=request_hash)
+        if original is not None:
+            return Submission(original, created=False)
+        if refusal.audit_event:
+            with transaction.atomic():
+                audit_record(
+                    event=refusal.audit_event,
+                    actor=agent,
+                    target=agent,
+                    data={
+                        "action": action,
+                        "code": refusal.code,
+                        "message": refusal.message,
+                        "key_id": key.pk,
+                    },
+                )
+        raise
+    return Submission(decision, created=True)

@@ -17,7 +17,14 @@ def test_a_changed_character_breaks_the_checksum():
 
 
 def test_garbage_is_not_well_formed():
-    for value in ["", "aispm_", "Bearer x", "aispm_abc_def", "x" * 500, "aispm_" + "é" * 32 + "_000000"]:
+    for value in [
+        "",
+        "aispm_",
+        "Bearer x",
+        "aispm_abc_def",
+        "x" * 500,
+        "aispm_" + "é" * 32 + "_000000",
+    ]:
         assert not keys.is_well_formed(value)
 
 

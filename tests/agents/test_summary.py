@@ -3,7 +3,9 @@ from agents.summary import render_summary
 
 def test_it_fills_the_template_from_params():
     assert (
-        render_summary("Email to {to}: {subject}", {"to": ["a@x.example", "b@x.example"], "subject": "Hi"})
+        render_summary(
+            "Email to {to}: {subject}", {"to": ["a@x.example", "b@x.example"], "subject": "Hi"}
+        )
         == "Email to a@x.example, b@x.example: Hi"
     )
 

@@ -17,8 +17,14 @@ pytestmark = pytest.mark.django_db
 
 RULES = [
     {"id": "deny-big", "when": "params.amount > 100000", "outcome": "deny", "reason": "Too big"},
-    {"id": "two", "when": "params.amount > 1000", "outcome": "review", "approvals": 2,
-     "ttl": "4h", "reason": "Two approvers"},
+    {
+        "id": "two",
+        "when": "params.amount > 1000",
+        "outcome": "review",
+        "approvals": 2,
+        "ttl": "4h",
+        "reason": "Two approvers",
+    },
     {"id": "small", "outcome": "allow", "reason": "Small transfers are fine"},
 ]
 

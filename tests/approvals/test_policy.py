@@ -111,7 +111,11 @@ def test_each_version_is_compiled_once(monkeypatch):
     monkeypatch.setattr(policy, "_compile_rule", lambda raw: calls.append(raw) or real(raw))
     for amount in (10, 5000, 20):
         policy.route(
-            version=version, agent=agent, action_type=action,
-            params={"amount": amount}, evidence={}, confidence=None,
+            version=version,
+            agent=agent,
+            action_type=action,
+            params={"amount": amount},
+            evidence={},
+            confidence=None,
         )
     assert len(calls) == 1

@@ -1,0 +1,68 @@
+"""DRF authentication for agents: `Authorization: Bearer aispm_..._...`."""
+
+import secrets
+from datetime import timedelta
+
+from django.utils import timezone
+from rest_framework import authentication, exceptions, permissions
+
+from . import keys
+from .models import AgentKey
+
+LAST_USED_GRANULARITY = timedelta(minutes=1)
+
+
+def _client_ip(request) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+class AgentKeyAuthentication(authentication.BaseAuthentication):
+    """Identify the calling agent from its key, and nothing else.
+
+    A malformed key or one with a bad checksum is refused before any query; a
+    well-formed one is looked up by its SHA-256 and compared in constant time.
+    """
+
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return None
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme != self.keyword or not token:
+            raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <agent key>'.")
+        if not keys.is_well_formed(token):
+            raise exceptions.AuthenticationFailed("The key is malformed or its checksum is wrong.")
+        digest = keys.hash_key(token)
+        key = (
+            AgentKey.objects.select_related("agent", "agent__active_behaviour")
+            .filter(key_hash=digest)
+            .first()
+        )
+        if key is None or not secrets.compare_digest(key.key_hash, digest):
+            raise exceptions.AuthenticationFailed("Unknown key.")
+        now = timezone.now()
+        if key.revoked_at is not None and key.revoked_at <= now:
+            raise exceptions.AuthenticationFailed("The key has been revoked.")
+        if key.expires_at is not None and key.expires_at <= now:
+            raise exceptions.AuthenticationFailed("The key has expired.")
+        self._touch(key, now=now, ip=_client_ip(request))
+        return (key.agent, key)
+
+    def authenticate_header(self, request):
+        return f'{self.keyword} realm="aispm"'
+
+    @staticmethod
+    def _touch(key: AgentKey, *, now, ip) -> None:
+        # At most one write a minute per key, so authentication adds no write per request.
+        if key.last_used_at is not None and now - key.last_used_at < LAST_USED_GRANULARITY:
+            return
+        AgentKey.objects.filter(pk=key.pk).update(last_used_at=now, last_used_ip=ip)
+        key.last_used_at, key.last_used_ip = now, ip
+
+
+class IsAgent(permissions.BasePermission):
+    def has_permission(self, request, view):
+        return isinstance(request.auth, AgentKey)
