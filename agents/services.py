@@ -1,13 +1,20 @@
+import hashlib
+import hmac
+import json
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
+from django.conf import settings as django_settings
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from audit.services import audit_record
 
-from . import keys
-from .models import Agent, AgentKey
+from . import crypto, keys
+from .models import ActionType, Agent, AgentKey, BehaviourVersion, Grant, Outcome
+from .policy_rules import validate_constraint, validate_policy
 
 
 @dataclass(frozen=True)
@@ -43,3 +50,358 @@ def agent_key_issue(
             },
         )
     return IssuedKey(key=key, secret=secret)
+
+
+# Declarative writes: each one makes a row match a definition and records what changed.
+
+
+@dataclass(frozen=True)
+class Applied[T]:
+    """What an ``*_apply`` service did: created the row, changed some fields, or nothing."""
+
+    instance: T
+    created: bool = False
+    changed: tuple[str, ...] = ()
+
+    @property
+    def happened(self) -> bool:
+        return self.created or bool(self.changed)
+
+
+@dataclass(frozen=True)
+class ActionTypeApplied(Applied[ActionType]):
+    # Set only when this call generated a webhook secret; it is never stored in clear.
+    generated_secret: str = ""
+
+
+def _user_or_none(actor: Any):
+    if actor is None or isinstance(actor, str):
+        return None
+    return actor if actor._meta.label == django_settings.AUTH_USER_MODEL else None
+
+
+def _username(user) -> str | None:
+    return user.get_username() if user is not None else None
+
+
+def _same_secret(token: str, secret: str) -> bool:
+    try:
+        return hmac.compare_digest(crypto.decrypt_secret(token), secret)
+    except crypto.SecretDecryptError:
+        return False
+
+
+def action_type_apply(
+    *,
+    key: str,
+    name: str,
+    params_schema: dict,
+    irreversible: bool,
+    summary_template: str = "",
+    risk: str = "",
+    default_outcome: str = Outcome.REVIEW,
+    connector_type: str = ActionType.Connector.NONE,
+    connector_config: dict | None = None,
+    connector_secret: str = "",
+    actor: Any = None,
+) -> ActionTypeApplied:
+    """Create or update the action type `key` so that it matches this definition.
+
+    `connector_secret` is a clear-text Standard Webhooks secret to store encrypted.
+    A webhook connector that has neither it nor a `secret_env` keeps the secret it
+    already stores, or gets a generated one, returned once in `generated_secret`.
+    """
+    if irreversible and default_outcome == Outcome.ALLOW:
+        raise ValueError(f"{key}: allow is not permitted as the default of an irreversible action")
+    connector_config = dict(connector_config or {})
+    stores_secret = connector_type == ActionType.Connector.WEBHOOK and not connector_config.get(
+        "secret_env"
+    )
+    if connector_secret and not stores_secret:
+        raise ValueError(f"{key}: only a webhook connector without secret_env stores a secret")
+    if connector_secret and not crypto.is_webhook_secret(connector_secret):
+        raise ValueError(f"{key}: the connector secret must be a whsec_ Standard Webhooks secret")
+    wanted = {
+        "name": name,
+        "summary_template": summary_template,
+        "params_schema": params_schema,
+        "irreversible": irreversible,
+        "risk": risk,
+        "default_outcome": default_outcome,
+        "connector_type": connector_type,
+        "connector_config": connector_config,
+    }
+    now = timezone.now()
+    generated = ""
+    with transaction.atomic():
+        action_type = ActionType.objects.select_for_update().filter(key=key).first()
+        if action_type is None:
+            token = ""
+            if stores_secret:
+                if not connector_secret:
+                    connector_secret = generated = crypto.generate_webhook_secret()
+                token = crypto.encrypt_secret(connector_secret)
+            action_type = ActionType.objects.create(
+                key=key,
+                connector_secret_encrypted=token,
+                created_at=now,
+                updated_at=now,
+                **wanted,
+            )
+            audit_record(
+                event="action_type.created",
+                actor=actor,
+                target=action_type,
+                data={
+                    "key": key,
+                    **wanted,
+                    "connector_secret": "generated" if generated else ("set" if token else ""),
+                },
+            )
+            return ActionTypeApplied(instance=action_type, created=True, generated_secret=generated)
+
+        changes = {
+            field: {"from": getattr(action_type, field), "to": value}
+            for field, value in wanted.items()
+            if getattr(action_type, field) != value
+        }
+        token = action_type.connector_secret_encrypted
+        if not stores_secret:
+            token = ""
+        elif connector_secret:
+            if not token or not _same_secret(token, connector_secret):
+                token = crypto.encrypt_secret(connector_secret)
+        elif not token:
+            generated = crypto.generate_webhook_secret()
+            token = crypto.encrypt_secret(generated)
+        changed = list(changes)
+        if token != action_type.connector_secret_encrypted:
+            changed.append("connector_secret")
+        if not changed:
+            return ActionTypeApplied(instance=action_type)
+        for field, value in wanted.items():
+            setattr(action_type, field, value)
+        action_type.connector_secret_encrypted = token
+        action_type.updated_at = now
+        action_type.save()
+        audit_record(
+            event="action_type.updated",
+            actor=actor,
+            target=action_type,
+            # The secret itself never enters the audit trail, only the fact it changed.
+            data={"key": key, "changed": changed, "changes": changes},
+        )
+    return ActionTypeApplied(
+        instance=action_type, changed=tuple(changed), generated_secret=generated
+    )
+
+
+def agent_apply(
+    *, slug: str, name: str, owner=None, callback_url: str = "", actor: Any = None
+) -> Applied[Agent]:
+    """Create or update the agent `slug`. Its status, keys, grants and behaviour are
+    left alone; those have their own services."""
+    callback_url = callback_url or ""
+    now = timezone.now()
+    with transaction.atomic():
+        agent = Agent.objects.select_for_update().filter(slug=slug).first()
+        if agent is None:
+            agent = Agent.objects.create(
+                slug=slug,
+                name=name,
+                owner=owner,
+                callback_url=callback_url,
+                created_at=now,
+                updated_at=now,
+            )
+            audit_record(
+                event="agent.created",
+                actor=actor,
+                target=agent,
+                data={
+                    "slug": slug,
+                    "name": name,
+                    "owner": _username(owner),
+                    "callback_url": callback_url,
+                },
+            )
+            return Applied(instance=agent, created=True)
+
+        changes = {}
+        if agent.name != name:
+            changes["name"] = {"from": agent.name, "to": name}
+        if agent.owner_id != getattr(owner, "pk", None):
+            changes["owner"] = {"from": _username(agent.owner), "to": _username(owner)}
+        if agent.callback_url != callback_url:
+            changes["callback_url"] = {"from": agent.callback_url, "to": callback_url}
+        if not changes:
+            return Applied(instance=agent)
+        agent.name = name
+        agent.owner = owner
+        agent.callback_url = callback_url
+        agent.updated_at = now
+        agent.save(update_fields=["name", "owner", "callback_url", "updated_at"])
+        audit_record(
+            event="agent.updated",
+            actor=actor,
+            target=agent,
+            data={"slug": slug, "changed": list(changes), "changes": changes},
+        )
+    return Applied(instance=agent, changed=tuple(changes))
+
+
+def grant_apply(
+    *,
+    agent: Agent,
+    action_type: ActionType,
+    limit_per_hour: int | None = None,
+    constraint: str = "",
+    actor: Any = None,
+) -> Applied[Grant]:
+    """Grant `agent` the scope `action_type`, or update that grant's limit and constraint."""
+    constraint = constraint or ""
+    problems = validate_constraint(constraint)
+    if problems:
+        raise ValueError("; ".join(str(problem) for problem in problems))
+    if limit_per_hour is not None and limit_per_hour < 1:
+        raise ValueError("limit_per_hour must be at least 1, or None for no limit")
+    now = timezone.now()
+    scope = {"agent": agent.slug, "action": action_type.key}
+    with transaction.atomic():
+        grant = (
+            Grant.objects.select_for_update().filter(agent=agent, action_type=action_type).first()
+        )
+        if grant is None:
+            grant = Grant.objects.create(
+                agent=agent,
+                action_type=action_type,
+                limit_per_hour=limit_per_hour,
+                constraint=constraint,
+                created_at=now,
+                updated_at=now,
+            )
+            audit_record(
+                event="grant.created",
+                actor=actor,
+                target=grant,
+                data={**scope, "limit_per_hour": limit_per_hour, "constraint": constraint},
+            )
+            return Applied(instance=grant, created=True)
+
+        changes = {
+            field: {"from": getattr(grant, field), "to": value}
+            for field, value in (("limit_per_hour", limit_per_hour), ("constraint", constraint))
+            if getattr(grant, field) != value
+        }
+        if not changes:
+            return Applied(instance=grant)
+        grant.limit_per_hour = limit_per_hour
+        grant.constraint = constraint
+        grant.updated_at = now
+        grant.save(update_fields=["limit_per_hour", "constraint", "updated_at"])
+        audit_record(
+            event="grant.updated",
+            actor=actor,
+            target=grant,
+            data={**scope, "changed": list(changes), "changes": changes},
+        )
+    return Applied(instance=grant, changed=tuple(changes))
+
+
+def grant_remove(*, grant: Grant, actor: Any = None) -> Grant:
+    """Delete a grant. Release re-checks grants, so approved decisions in flight for
+    this scope are blocked rather than released."""
+    with transaction.atomic():
+        audit_record(
+            event="grant.removed",
+            actor=actor,
+            target=grant,
+            data={
+                "agent": grant.agent.slug,
+                "action": grant.action_type.key,
+                "limit_per_hour": grant.limit_per_hour,
+                "constraint": grant.constraint,
+            },
+        )
+        grant.delete()
+    return grant
+
+
+def behaviour_content_hash(*, instructions: str, settings: dict, policy: list) -> str:
+    """SHA-256 of the canonical JSON of a behaviour's content; equal content, equal hash."""
+    canonical = json.dumps(
+        {"instructions": instructions, "settings": settings, "policy": policy},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def behaviour_version_create(
+    *,
+    agent: Agent,
+    instructions: str = "",
+    settings: dict | None = None,
+    policy: list | None = None,
+    note: str = "",
+    actor: Any = None,
+) -> BehaviourVersion:
+    """Add the next behaviour version of `agent`. Versions are never edited, so even
+    content equal to an older version makes a new one. Does not activate it."""
+    settings = settings if settings is not None else {}
+    policy = policy if policy is not None else []
+    irreversible_actions = dict(ActionType.objects.values_list("key", "irreversible"))
+    problems = validate_policy(policy, irreversible_actions=irreversible_actions)
+    if problems:
+        raise ValueError("; ".join(str(problem) for problem in problems))
+    with transaction.atomic():
+        # Locking the agent serialises version numbering for it.
+        Agent.objects.select_for_update().filter(pk=agent.pk).first()
+        latest = agent.behaviour_versions.aggregate(latest=Max("number"))["latest"] or 0
+        version = BehaviourVersion.objects.create(
+            agent=agent,
+            number=latest + 1,
+            instructions=instructions,
+            settings=settings,
+            policy=policy,
+            content_hash=behaviour_content_hash(
+                instructions=instructions, settings=settings, policy=policy
+            ),
+            note=note,
+            created_by=_user_or_none(actor),
+            created_at=timezone.now(),
+        )
+        audit_record(
+            event="behaviour_version.created",
+            actor=actor,
+            target=version,
+            data={
+                "agent": agent.slug,
+                "number": version.number,
+                "content_hash": version.content_hash,
+                "note": note,
+            },
+        )
+    return version
+
+
+def behaviour_version_activate(*, version: BehaviourVersion, actor: Any = None) -> Agent:
+    """Make `version` its agent's active behaviour; a no-op if it already is. Also the
+    rollback path: activating an older version needs no new one."""
+    with transaction.atomic():
+        agent = Agent.objects.select_for_update().get(pk=version.agent_id)
+        if agent.active_behaviour_id == version.pk:
+            return agent
+        previous = agent.active_behaviour.number if agent.active_behaviour else None
+        now = timezone.now()
+        agent.active_behaviour = version
+        agent.behaviour_activated_at = now
+        agent.updated_at = now
+        agent.save(update_fields=["active_behaviour", "behaviour_activated_at", "updated_at"])
+        audit_record(
+            event="behaviour_version.activated",
+            actor=actor,
+            target=version,
+            data={"agent": agent.slug, "number": version.number, "previous": previous},
+        )
+    return agent
