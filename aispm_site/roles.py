@@ -14,6 +14,7 @@ REVIEW_PERMISSION = "approvals.review_decision"
 MANAGE_AGENTS_PERMISSION = "agents.manage_agents"
 AUDIT_PERMISSION = "audit.export_auditevent"
 
+
 def permission_required(perm: str):
     """Login required (redirect to login), then 403 for a signed-in user without `perm`."""
 
