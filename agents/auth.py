@@ -36,11 +36,7 @@ class AgentKeyAuthentication(authentication.BaseAuthentication):
         if not keys.is_well_formed(token):
             raise exceptions.AuthenticationFailed("The key is malformed or its checksum is wrong.")
         digest = keys.hash_key(token)
-        key = (
-            AgentKey.objects.select_related("agent", "agent__active_behaviour")
-            .filter(key_hash=digest)
-            .first()
-        )
+        key = AgentKey.objects.select_related("agent").filter(key_hash=digest).first()
         if key is None or not secrets.compare_digest(key.key_hash, digest):
             raise exceptions.AuthenticationFailed("Unknown key.")
         now = timezone.now()

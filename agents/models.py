@@ -91,6 +91,9 @@ class Agent(models.Model):
         related_name="+",
     )
     behaviour_activated_at = models.DateTimeField(null=True, blank=True)
+    # Bumped whenever the agent's grants or a granted action type change, so that
+    # per-process scope caches can tell, from the key lookup alone, that they are stale.
+    scope_version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.conf import settings as django_settings
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import F, Max
 from django.utils import timezone
 
 from audit.services import audit_record
@@ -89,6 +89,10 @@ def _same_secret(token: str, secret: str) -> bool:
         return hmac.compare_digest(crypto.decrypt_secret(token), secret)
     except crypto.SecretDecryptError:
         return False
+
+
+def _bump_scope(**filters) -> None:
+    Agent.objects.filter(**filters).update(scope_version=F("scope_version") + 1)
 
 
 def action_type_apply(
@@ -184,6 +188,7 @@ def action_type_apply(
         action_type.connector_secret_encrypted = token
         action_type.updated_at = now
         action_type.save()
+        _bump_scope(grants__action_type=action_type)
         audit_record(
             event="action_type.updated",
             actor=actor,
@@ -280,6 +285,7 @@ def grant_apply(
                 created_at=now,
                 updated_at=now,
             )
+            _bump_scope(pk=agent.pk)
             audit_record(
                 event="grant.created",
                 actor=actor,
@@ -299,6 +305,7 @@ def grant_apply(
         grant.constraint = constraint
         grant.updated_at = now
         grant.save(update_fields=["limit_per_hour", "constraint", "updated_at"])
+        _bump_scope(pk=agent.pk)
         audit_record(
             event="grant.updated",
             actor=actor,
@@ -324,6 +331,7 @@ def grant_remove(*, grant: Grant, actor: Any = None) -> Grant:
             },
         )
         grant.delete()
+        _bump_scope(pk=grant.agent_id)
     return grant
 
 

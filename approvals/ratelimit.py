@@ -43,10 +43,9 @@ def check_and_count(*, agent, action_type, limit: int | None, now: datetime) -> 
     if client is not None:
         key = f"aispm:rate:{agent.pk}:{action_type.pk}:{window}"
         try:
-            pipe = client.pipeline(transaction=False)
-            pipe.incr(key)
-            pipe.expire(key, WINDOW_SECONDS + 60)
-            count, _ = pipe.execute()
+            count = client.incr(key)
+            if count == 1:
+                client.expire(key, WINDOW_SECONDS + 60)
             return remaining if count > limit else None
         except redis.RedisError:
             log.warning("rate limit: Redis unavailable, counting from the database")

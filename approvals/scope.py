@@ -9,6 +9,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from agents.models import ActionType, Agent, Grant
 from agents.policy_rules import CelSyntaxError, compile_cel
+from agents.selectors import agent_grants
 
 _VALIDATORS: dict[tuple[int, str], Draft202012Validator] = {}
 _FORMAT_CHECKER = FormatChecker()
@@ -21,11 +22,7 @@ class ConstraintResult:
 
 
 def grant_for(*, agent: Agent, action_key: str) -> Grant | None:
-    return (
-        Grant.objects.select_related("action_type")
-        .filter(agent=agent, action_type__key=action_key)
-        .first()
-    )
+    return agent_grants(agent).get(action_key)
 
 
 def _validator(action_type: ActionType) -> Draft202012Validator:
@@ -56,7 +53,7 @@ def params_errors(*, action_type: ActionType, params: dict) -> dict[str, list[st
 
 
 def check_constraint(
-    *, grant: Grant, params: dict, evidence: dict, confidence: float | None
+    *, agent: Agent, grant: Grant, params: dict, evidence: dict, confidence: float | None
 ) -> ConstraintResult:
     if not grant.constraint:
         return ConstraintResult(True)
@@ -67,7 +64,7 @@ def check_constraint(
                 "params": params,
                 "evidence": evidence,
                 "confidence": confidence,
-                "agent": {"slug": grant.agent.slug, "name": grant.agent.name},
+                "agent": {"slug": agent.slug, "name": agent.name},
                 "action": {"key": grant.action_type.key},
             }
         )

@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agents.models import ActionType, Agent, AgentKey, Outcome
+from agents.selectors import active_behaviour
 from agents.summary import render_summary
 from audit.services import audit_record
 
@@ -59,7 +60,7 @@ def decision_create(
     Scope, rate and schema checks happen before this, in the submission pipeline.
     """
     evidence = evidence or {}
-    version = agent.active_behaviour
+    version = active_behaviour(agent)
     route = policy.route(
         version=version,
         agent=agent,
@@ -397,9 +398,8 @@ def _checked_submission(
         raise SubmissionRefused(
             "invalid", f"params do not match the schema of {action}.", details=errors
         )
-    grant.agent = agent  # the constraint sees the already-loaded agent
     verdict = scope.check_constraint(
-        grant=grant, params=params, evidence=evidence, confidence=confidence
+        agent=agent, grant=grant, params=params, evidence=evidence, confidence=confidence
     )
     if not verdict.allowed:
         raise SubmissionRefused(

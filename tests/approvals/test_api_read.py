@@ -142,3 +142,14 @@ def test_behaviour_without_an_active_version_is_not_found(agent):
     response = client.get("/api/v1/behaviour/")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+def test_the_hand_built_representation_matches_the_documented_serializer(api, email_body):
+    from approvals.api import DecisionOut, decision_representation
+
+    created = _submit(api, email_body)
+    decision = Decision.objects.get(pk=created["id"])
+    services.decision_approve(decision=decision, reviewer=reviewer(), comment="ok")
+    services.decision_release_claim(decision=decision)
+    decision = Decision.objects.prefetch_related("reviews__reviewer").get(pk=created["id"])
+    assert decision_representation(decision) == DecisionOut(decision).data

@@ -4,6 +4,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from agents.models import Agent
+from agents.services import grant_apply, grant_remove
 from approvals.models import Decision
 from audit.models import AuditEvent
 from tests.factories import ActionTypeFactory, AgentFactory, GrantFactory
@@ -253,8 +254,9 @@ def test_a_suspended_agent_is_refused(api, agent, email_body):
 
 def test_the_hourly_limit_answers_429_with_retry_after(api, agent, email_body):
     grant = agent.grants.get(action_type__key="email.send")
-    grant.limit_per_hour = 2
-    grant.save()
+    grant_apply(
+        agent=agent, action_type=grant.action_type, limit_per_hour=2, constraint=grant.constraint
+    )
     for _ in range(2):
         assert api.post(URL, email_body, format="json").status_code == 201
     response = api.post(URL, email_body, format="json")
@@ -291,7 +293,8 @@ def test_a_reused_key_with_another_body_is_a_conflict(api, email_body):
 def test_a_replay_returns_the_original_even_after_the_grant_is_gone(api, agent, email_body):
     body = dict(email_body, idempotency_key="abc-3")
     original = api.post(URL, body, format="json").json()
-    agent.grants.all().delete()
+    for grant in agent.grants.all():
+        grant_remove(grant=grant)
     replay = api.post(URL, body, format="json")
     assert replay.status_code == 200
     assert replay.json()["id"] == original["id"]
@@ -305,3 +308,24 @@ def test_hostile_text_is_stored_verbatim_and_returned_as_json(api, email_body):
     decision = Decision.objects.get(pk=created.json()["id"])
     assert decision.reasoning == hostile
     assert json.loads(created.content)["id"] == str(decision.pk)
+
+
+def test_a_removed_grant_takes_effect_on_the_next_request(api, agent, email_body):
+    assert api.post(URL, email_body, format="json").status_code == 201
+    grant_remove(grant=agent.grants.get(action_type__key="email.send"))
+    _error(api.post(URL, email_body, format="json"), 403, "out_of_scope")
+
+
+def test_a_changed_schema_takes_effect_on_the_next_request(api, agent, email_body):
+    from agents.services import action_type_apply
+
+    assert api.post(URL, email_body, format="json").status_code == 201
+    action = agent.grants.get(action_type__key="email.send").action_type
+    action_type_apply(
+        key=action.key,
+        name=action.name,
+        irreversible=True,
+        params_schema=dict(action.params_schema, required=["to", "subject", "body", "cc"]),
+    )
+    error = _error(api.post(URL, email_body, format="json"), 400, "invalid")
+    assert any("cc" in message for message in error["details"]["params"])

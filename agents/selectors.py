@@ -1,0 +1,42 @@
+"""Reads on agents that the hot submission path makes on every request.
+
+Behaviour versions are immutable, so a version loaded once is kept per process.
+Grants are kept per process too, keyed by the agent's scope_version, which every
+grant or action-type change bumps in its own transaction; the key lookup reads it
+fresh on each request, so a removed grant is never served from a stale cache.
+"""
+
+from uuid import UUID
+
+from .models import Agent, BehaviourVersion, Grant
+
+_CACHE_LIMIT = 4096
+_VERSIONS: dict[tuple[int, UUID], BehaviourVersion] = {}
+_SCOPES: dict[UUID, tuple[int, dict[str, Grant]]] = {}
+
+
+def active_behaviour(agent: Agent) -> BehaviourVersion | None:
+    version_id = agent.active_behaviour_id
+    if version_id is None:
+        return None
+    cache_key = (version_id, agent.pk)
+    version = _VERSIONS.get(cache_key)
+    if version is None:
+        if len(_VERSIONS) >= _CACHE_LIMIT:
+            _VERSIONS.clear()
+        version = _VERSIONS[cache_key] = BehaviourVersion.objects.get(pk=version_id)
+    return version
+
+
+def agent_grants(agent: Agent) -> dict[str, Grant]:
+    """The agent's grants by action key, each with its action type loaded."""
+    cached = _SCOPES.get(agent.pk)
+    if cached is None or cached[0] != agent.scope_version:
+        if len(_SCOPES) >= _CACHE_LIMIT:
+            _SCOPES.clear()
+        grants = Grant.objects.select_related("action_type").filter(agent_id=agent.pk)
+        cached = _SCOPES[agent.pk] = (
+            agent.scope_version,
+            {grant.action_type.key: grant for grant in grants},
+        )
+    return cached[1]
