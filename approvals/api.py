@@ -341,14 +341,8 @@ class DecisionsView(AgentAPIView):
         except services.SubmissionRefused as refusal:
             raise api_errors.from_refusal(refusal) from None
         decision = submission.decision
-        if submission.created:
-            body = decision_representation(decision, reviews=())
-        else:
-            body = decision_representation(
-                selectors.decision_for_agent(agent=request.user, decision_id=decision.pk)
-            )
         return Response(
-            body,
+            decision_representation(decision, reviews=() if submission.created else None),
             status=status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK,
         )
 

@@ -5,6 +5,7 @@ import json
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
+from django.db.models import Prefetch
 from django.utils import timezone
 
 from agents.models import ActionType, Agent, AgentKey, Outcome
@@ -347,7 +348,14 @@ def _replay(*, agent: Agent, idempotency_key: str | None, request_hash: str) -> 
     """The original decision for a replayed idempotency key, or None if there is none."""
     if not idempotency_key:
         return None
-    original = Decision.objects.filter(agent=agent, idempotency_key=idempotency_key).first()
+    original = (
+        Decision.objects.filter(agent=agent, idempotency_key=idempotency_key)
+        .select_related("action_type")
+        .prefetch_related(
+            Prefetch("reviews", queryset=Review.objects.select_related("reviewer").order_by("id"))
+        )
+        .first()
+    )
     if original is None:
         return None
     if original.request_hash != request_hash:
@@ -449,6 +457,11 @@ def decision_submit(
         external_ref=external_ref,
     )
     agent = key.agent
+    # Replays return the original before any check runs, so an agent retrying after a
+    # timeout gets its decision back even if its grant or limit would refuse it now.
+    original = _replay(agent=agent, idempotency_key=idempotency_key, request_hash=request_hash)
+    if original is not None:
+        return Submission(original, created=False)
     try:
         decision = _checked_submission(
             key=key,
@@ -462,14 +475,12 @@ def decision_submit(
             request_hash=request_hash,
         )
     except IntegrityError:
+        # A concurrent submission with the same key committed first.
         original = _replay(agent=agent, idempotency_key=idempotency_key, request_hash=request_hash)
         if original is None:
             raise
         return Submission(original, created=False)
     except SubmissionRefused as refusal:
-        original = _replay(agent=agent, idempotency_key=idempotency_key, request_hash=request_hash)
-        if original is not None:
-            return Submission(original, created=False)
         if refusal.audit_event:
             with transaction.atomic():
                 audit_record(
