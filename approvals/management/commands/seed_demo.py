@@ -406,7 +406,7 @@ DEMO_DECISIONS = [
         "finance-agent",
         "email.send",
         {
-            "to": ["ar@steelworks.suppliers.example"],
+            "to": ["ar.steelworks@suppliers.example"],
             "subject": "Remittance advice INV-2026-1183",
             "body": "Dear Steelworks team, payment for INV-2026-1183 is scheduled for today.",
         },
@@ -419,7 +419,7 @@ DEMO_DECISIONS = [
         "finance-agent",
         "email.send",
         {
-            "to": ["billing@cloudhost.suppliers.example"],
+            "to": ["billing.cloudhost@suppliers.example"],
             "subject": "Invoice query INV-88-2211",
             "body": "Hello, could you confirm the VAT number on INV-88-2211?",
         },
