@@ -1,6 +1,7 @@
 """Writes on decisions. Every transition is a conditional update and is audited."""
 
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 
@@ -23,6 +24,10 @@ class DecisionConflict(Exception):
     def __init__(self, message: str, *, decision: Decision | None = None):
         super().__init__(message)
         self.decision = decision
+
+
+class DecisionChanged(DecisionConflict):
+    """The params a reviewer saw are not the params the decision holds now."""
 
 
 class ReviewNotAllowed(Exception):
@@ -138,17 +143,42 @@ def _check_reviewer(*, decision: Decision, reviewer) -> None:
         raise ReviewNotAllowed("You have already reviewed this decision.")
 
 
+def params_fingerprint(params) -> str:
+    """A hash of params as displayed, so an approval can prove what the reviewer saw."""
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def effective_params(decision: Decision) -> dict:
+    """What would be released: an earlier reviewer's edit, else the agent's params."""
+    return decision.approved_params if decision.approved_params is not None else decision.params
+
+
 def decision_approve(
-    *, decision: Decision, reviewer, comment: str = "", approved_params: dict | None = None
+    *,
+    decision: Decision,
+    reviewer,
+    comment: str = "",
+    approved_params: dict | None = None,
+    expected_params_hash: str | None = None,
 ) -> Decision:
     """Record one approval; the decision is approved once enough distinct people agree.
 
     `approved_params` is set when the reviewer edited the params before approving.
+    `expected_params_hash` is params_fingerprint() of the params the reviewer was
+    shown; if the decision holds other params now, nothing is recorded.
     """
     with transaction.atomic():
         decision = Decision.objects.select_for_update().get(pk=decision.pk)
         _check_reviewer(decision=decision, reviewer=reviewer)
-        edited = approved_params is not None and approved_params != decision.params
+        current = effective_params(decision)
+        if expected_params_hash is not None and not hmac.compare_digest(
+            expected_params_hash, params_fingerprint(current)
+        ):
+            raise DecisionChanged(
+                "This decision changed since you opened it. Review it again.", decision=decision
+            )
+        edited = approved_params is not None and approved_params != current
         try:
             with transaction.atomic():
                 review = Review.objects.create(
@@ -156,7 +186,7 @@ def decision_approve(
                     reviewer=reviewer,
                     verdict=Review.Verdict.EDIT_APPROVE if edited else Review.Verdict.APPROVE,
                     comment=comment,
-                    params_before=decision.params if edited else None,
+                    params_before=current if edited else None,
                     params_after=approved_params if edited else None,
                 )
         except IntegrityError:
@@ -188,9 +218,7 @@ def decision_approve(
             approval=Decision.Approval.HUMAN,
             decided_at=now,
             decided_by=reviewer,
-            approved_params=approved_params
-            if edited
-            else (decision.approved_params or decision.params),
+            approved_params=approved_params if edited else current,
         )
         audit_record(
             event="decision.approved",
@@ -496,3 +524,31 @@ def decision_submit(
                 )
         raise
     return Submission(decision, created=True)
+
+
+def is_bulk_approvable(decision: Decision) -> bool:
+    """Routine decisions only: the rule allows bulk, the risk is low, and never an
+    irreversible action that needs more than one approver."""
+    if not decision.bulk_allowed or decision.risk != "low":
+        return False
+    return not (decision.action_type.irreversible and decision.required_approvals > 1)
+
+
+@dataclass(frozen=True)
+class BulkApproval:
+    approved: list[Decision]
+    skipped: list[tuple[Decision, str]]
+
+
+def decision_bulk_approve(*, decisions: list[Decision], reviewer) -> BulkApproval:
+    """Approve each routine decision on its own (each audited); report the rest."""
+    approved, skipped = [], []
+    for decision in decisions:
+        if not is_bulk_approvable(decision):
+            skipped.append((decision, "not eligible for bulk approval"))
+            continue
+        try:
+            approved.append(decision_approve(decision=decision, reviewer=reviewer))
+        except (DecisionConflict, ReviewNotAllowed) as exc:
+            skipped.append((decision, str(exc)))
+    return BulkApproval(approved=approved, skipped=skipped)

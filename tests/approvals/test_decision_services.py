@@ -167,3 +167,24 @@ def test_every_transition_is_audited(agent, action):
     services.decision_release_claim(decision=decision)
     services.decision_release_finish(decision=decision, succeeded=False, result={"error": "x"})
     assert AuditEvent.objects.count() == before + 3
+
+
+def test_approve_refuses_params_that_changed_since_they_were_shown(agent, action):
+    decision = _submit(agent, action, 5000)
+    shown = services.params_fingerprint(decision.params)
+    edited = {"amount": 4500, "to": "Acme"}
+    services.decision_approve(decision=decision, reviewer=reviewer(), approved_params=edited)
+    with pytest.raises(services.DecisionChanged):
+        services.decision_approve(
+            decision=decision, reviewer=reviewer(), expected_params_hash=shown
+        )
+    decision.refresh_from_db()
+    assert decision.status == Decision.Status.PENDING
+    assert decision.reviews.count() == 1
+    decision = services.decision_approve(
+        decision=decision,
+        reviewer=reviewer(),
+        expected_params_hash=services.params_fingerprint(edited),
+    )
+    assert decision.status == Decision.Status.APPROVED
+    assert decision.approved_params == edited
