@@ -276,6 +276,8 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "aispm@localhost")
 AISPM_ENCRYPTION_KEY = os.environ.get("AISPM_ENCRYPTION_KEY", "").strip()
 AISPM_ALLOW_PRIVATE_TARGETS = env_bool("AISPM_ALLOW_PRIVATE_TARGETS")
 AISPM_DEFAULT_TTL_HOURS = env_int("AISPM_DEFAULT_TTL_HOURS", 24, minimum=1)
+# A pending decision that has waited longer than this counts as an SLA breach in the inbox.
+AISPM_REVIEW_SLA_HOURS = env_int("AISPM_REVIEW_SLA_HOURS", 4, minimum=1)
 AISPM_MAX_BODY_BYTES = 256 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = AISPM_MAX_BODY_BYTES
 

@@ -1,0 +1,287 @@
+"""The reviewer inbox: triage pending decisions, with the agent's reasoning beside them."""
+
+from datetime import timedelta
+from urllib.parse import urlencode
+from uuid import UUID
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from aispm_site.roles import REVIEW_PERMISSION, permission_required
+
+from . import selectors, services
+from .forms import ApproveForm, BulkApproveForm, ParamsEditForm, RejectForm
+from .models import Decision
+
+review_required = permission_required(REVIEW_PERMISSION)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        UUID(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _sla() -> timedelta:
+    return timedelta(hours=settings.AISPM_REVIEW_SLA_HOURS)
+
+
+def _inbox_url(filters: selectors.InboxFilters, decision: Decision | None = None) -> str:
+    base = (
+        reverse("approvals:detail", args=[decision.pk])
+        if decision is not None
+        else reverse("approvals:inbox")
+    )
+    query = filters.as_query()
+    return f"{base}?{urlencode(query)}" if query else base
+
+
+def _decision_or_404(decision_id) -> Decision:
+    decision = selectors.decision_for_review(decision_id=decision_id)
+    if decision is None:
+        raise Http404("No such decision.")
+    return decision
+
+
+def _detail_context(request: HttpRequest, decision: Decision | None, **extra) -> dict:
+    if decision is None:
+        return {"decision": None, **extra}
+    shown = services.effective_params(decision)
+    approvals = sum(1 for review in decision.reviews.all() if review.verdict != "reject")
+    own_agent = decision.agent.owner_id == request.user.pk
+    already = any(review.reviewer_id == request.user.pk for review in decision.reviews.all())
+    return {
+        "decision": decision,
+        "shown_params": shown,
+        "params_hash": services.params_fingerprint(shown),
+        "approvals": approvals,
+        "record": selectors.agent_record(decision=decision),
+        "can_act": decision.is_pending and not own_agent and not already,
+        "own_agent": own_agent,
+        "already_reviewed": already,
+        "reject_form": extra.pop("reject_form", None) or RejectForm(),
+        "edit_form": extra.pop("edit_form", None),
+        **extra,
+    }
+
+
+def _inbox_context(
+    request: HttpRequest, *, filters: selectors.InboxFilters, selected: Decision | None = None
+) -> dict:
+    now = timezone.now()
+    cursor = request.GET.get("after", "")
+    try:
+        page = selectors.inbox_page(filters=filters, cursor=cursor, now=now)
+    except ValueError:
+        page = selectors.inbox_page(filters=filters, now=now)
+    if selected is None and page.decisions:
+        selected = selectors.decision_for_review(decision_id=page.decisions[0].pk)
+    return {
+        "filters": filters,
+        "filter_query": urlencode(filters.as_query()),
+        "page": page,
+        "counts": selectors.inbox_counts(now=now, sla=_sla()),
+        "choices": selectors.inbox_filter_choices(),
+        "risks": Decision._meta.get_field("risk").choices,
+        "ages": [(key, label) for key, (label, *_rest) in selectors.AGE_FILTERS.items()],
+        "bulk_ids": {d.pk for d in page.decisions if services.is_bulk_approvable(d)},
+        "now": now,
+        "sla": _sla(),
+        **_detail_context(request, selected),
+    }
+
+
+@require_GET
+@review_required
+def inbox(request: HttpRequest) -> HttpResponse:
+    filters = selectors.InboxFilters.from_query(request.GET)
+    context = _inbox_context(request, filters=filters)
+    template = "approvals/inbox.html#inbox" if request.htmx else "approvals/inbox.html"
+    return render(request, template, context)
+
+
+@require_GET
+@review_required
+def inbox_counter(request: HttpRequest) -> HttpResponse:
+    counts = selectors.inbox_counts(now=timezone.now(), sla=_sla())
+    return render(request, "approvals/_counter.html", {"counts": counts, "sla": _sla()})
+
+
+@require_GET
+@review_required
+def decision_detail(request: HttpRequest, decision_id) -> HttpResponse:
+    decision = _decision_or_404(decision_id)
+    filters = selectors.InboxFilters.from_query(request.GET)
+    if request.htmx and request.htmx.target == "decision-detail":
+        return render(
+            request,
+            "approvals/_detail.html",
+            {
+                **_detail_context(request, decision),
+                "filters": filters,
+                "filter_query": urlencode(filters.as_query()),
+            },
+        )
+    context = _inbox_context(request, filters=filters, selected=decision)
+    return render(request, "approvals/inbox.html", context)
+
+
+def _after_action(request: HttpRequest, decision: Decision) -> HttpResponse:
+    """Open the next decision: the inbox fragment for htmx, a redirect otherwise."""
+    filters = selectors.InboxFilters.from_query(request.POST)
+    following = selectors.inbox_next_after(decision=decision, filters=filters, now=timezone.now())
+    if not request.htmx:
+        return redirect(_inbox_url(filters, following))
+    selected = selectors.decision_for_review(decision_id=following.pk) if following else None
+    context = _inbox_context(request, filters=filters, selected=selected)
+    response = render(request, "approvals/inbox.html#inbox", context)
+    response["HX-Push-Url"] = _inbox_url(filters, following)
+    return response
+
+
+def _refused(request: HttpRequest, decision: Decision, message: str, **extra) -> HttpResponse:
+    """Show why an action was refused, beside the decision as it is now."""
+    messages.error(request, message)
+    decision = _decision_or_404(decision.pk)
+    filters = selectors.InboxFilters.from_query(request.POST)
+    if request.htmx:
+        context = _inbox_context(request, filters=filters, selected=decision)
+        context.update(_detail_context(request, decision, **extra))
+        response = render(request, "approvals/inbox.html#inbox", context)
+        response["HX-Retarget"] = "#inbox"
+        response["HX-Reswap"] = "outerHTML"
+        return response
+    if extra:
+        context = _inbox_context(request, filters=filters, selected=decision)
+        context.update(_detail_context(request, decision, **extra))
+        return render(request, "approvals/inbox.html", context, status=400)
+    return redirect(_inbox_url(filters, decision))
+
+
+def _act(request: HttpRequest, decision: Decision, action) -> HttpResponse:
+    try:
+        action()
+    except services.DecisionConflict as exc:
+        return _refused(request, decision, str(exc))
+    except services.ReviewNotAllowed as exc:
+        return _refused(request, decision, str(exc))
+    return _after_action(request, decision)
+
+
+@require_POST
+@review_required
+def decision_approve(request: HttpRequest, decision_id) -> HttpResponse:
+    decision = _decision_or_404(decision_id)
+    form = ApproveForm(request.POST)
+    if not form.is_valid():
+        return _refused(request, decision, "This page is out of date. Review the decision again.")
+
+    def approve():
+        services.decision_approve(
+            decision=decision,
+            reviewer=request.user,
+            comment=form.cleaned_data["comment"],
+            expected_params_hash=form.cleaned_data["params_hash"],
+        )
+        messages.success(request, f"Approved: {decision.summary}")
+
+    return _act(request, decision, approve)
+
+
+@require_POST
+@review_required
+def decision_reject(request: HttpRequest, decision_id) -> HttpResponse:
+    decision = _decision_or_404(decision_id)
+    form = RejectForm(request.POST)
+    if not form.is_valid():
+        return _refused(request, decision, "A reason is required to reject.", reject_form=form)
+
+    def reject():
+        services.decision_reject(
+            decision=decision,
+            reviewer=request.user,
+            reason=form.cleaned_data["reason"],
+            tags=form.cleaned_data["tags"],
+        )
+        messages.success(request, f"Rejected: {decision.summary}")
+
+    return _act(request, decision, reject)
+
+
+@require_http_methods(["GET", "POST"])
+@review_required
+def decision_edit(request: HttpRequest, decision_id) -> HttpResponse:
+    decision = _decision_or_404(decision_id)
+    shown = services.effective_params(decision)
+    if request.method == "GET":
+        form = ParamsEditForm(
+            action_type=decision.action_type,
+            params=shown,
+            initial={"params_hash": services.params_fingerprint(shown)},
+        )
+        context = {
+            **_detail_context(request, decision, edit_form=form),
+            "filter_query": request.GET.urlencode(),
+        }
+        if request.htmx:
+            return render(request, "approvals/_detail.html", context)
+        filters = selectors.InboxFilters.from_query(request.GET)
+        full = _inbox_context(request, filters=filters, selected=decision)
+        full.update(context)
+        return render(request, "approvals/inbox.html", full)
+    form = ParamsEditForm(request.POST, action_type=decision.action_type, params=shown)
+    if not form.is_valid():
+        return _refused(request, decision, "The edited params are not valid.", edit_form=form)
+
+    def edit_and_approve():
+        services.decision_approve(
+            decision=decision,
+            reviewer=request.user,
+            comment=form.cleaned_data["comment"],
+            approved_params=form.cleaned_data["params"],
+            expected_params_hash=form.cleaned_data["params_hash"],
+        )
+        messages.success(request, f"Edited and approved: {decision.summary}")
+
+    return _act(request, decision, edit_and_approve)
+
+
+@require_POST
+@review_required
+def bulk_approve(request: HttpRequest) -> HttpResponse:
+    ids = request.POST.getlist("decisions")
+    candidates = list(
+        Decision.objects.select_related("action_type", "agent").filter(
+            pk__in=[i for i in ids if _is_uuid(i)], status=Decision.Status.PENDING
+        )
+    )
+    form = BulkApproveForm(
+        request.POST,
+        eligible_ids=[d.pk for d in candidates if services.is_bulk_approvable(d)],
+    )
+    filters = selectors.InboxFilters.from_query(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Select routine decisions that allow bulk approval.")
+    else:
+        chosen = set(form.cleaned_data["decisions"])
+        result = services.decision_bulk_approve(
+            decisions=[d for d in candidates if str(d.pk) in chosen], reviewer=request.user
+        )
+        if result.approved:
+            messages.success(request, f"Approved {len(result.approved)} decisions.")
+        for decision, reason in result.skipped:
+            messages.warning(request, f"Skipped {decision.summary}: {reason}")
+    if not request.htmx:
+        return redirect(_inbox_url(filters))
+    response = render(
+        request, "approvals/inbox.html#inbox", _inbox_context(request, filters=filters)
+    )
+    response["HX-Push-Url"] = _inbox_url(filters)
+    return response
