@@ -108,7 +108,13 @@ class ParamsEditForm(forms.Form):
         if kind == "string":
             long = prop.get("maxLength") is None or prop.get("maxLength", 0) > 200
             widget = forms.Textarea(attrs={"rows": 6}) if long else forms.TextInput
-            return forms.CharField(strip=False, widget=widget, **common)
+            return forms.CharField(
+                strip=False,
+                widget=widget,
+                max_length=prop.get("maxLength"),
+                min_length=prop.get("minLength"),
+                **common,
+            )
         if kind == "integer":
             return forms.IntegerField(**common)
         if kind == "number":
