@@ -28,7 +28,9 @@ run: install
 	DEBUG=true $(BIN)/python manage.py migrate --no-input
 	DEBUG=true $(BIN)/python manage.py seed_demo --if-empty
 	@echo "aispm demo: http://$(HOST):$(PORT)/  (log in with one of the logins above)"
-	DEBUG=true $(BIN)/python manage.py runserver $(HOST):$(PORT)
+	@DEBUG=true $(BIN)/python manage.py run_periodic & periodic=$$!; \
+		trap 'kill $$periodic 2>/dev/null' EXIT INT TERM; \
+		DEBUG=true $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

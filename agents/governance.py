@@ -624,7 +624,7 @@ def _apply_behaviour(agent: Agent, behaviour: dict, *, actor, source: str) -> li
     return [f"created behaviour {agent.slug} v{version.number} (active)"]
 
 
-def _apply_agent(spec: dict, *, actor, source: str) -> list[str]:
+def _apply_agent(spec: dict, *, actor, source: str, dry_run: bool = False) -> list[str]:
     owner = None
     if spec.get("owner"):
         user_model = get_user_model()
@@ -642,6 +642,13 @@ def _apply_agent(spec: dict, *, actor, source: str) -> list[str]:
         lines.append(f"created agent {agent.slug}")
     elif result.changed:
         lines.append(f"updated agent {agent.slug}: {_file_fields(result.changed)}")
+    callback_secret = services.agent_callback_secret_ensure(agent=agent, actor=actor)
+    if callback_secret:
+        lines.append(
+            f"would generate a callback secret for {agent.slug}"
+            if dry_run
+            else f"generated callback secret for {agent.slug}: {callback_secret} (shown once)"
+        )
     # An agent without a `grants` key keeps its grants; `grants: []` removes them all.
     if "grants" in spec:
         lines += _apply_grants(agent, spec["grants"], actor=actor)
@@ -669,7 +676,7 @@ def apply_governance(
             for spec in data.get("action_types") or []:
                 lines += _apply_action_type(spec, actor=actor, dry_run=dry_run)
             for spec in data.get("agents") or []:
-                lines += _apply_agent(spec, actor=actor, source=Path(source).name)
+                lines += _apply_agent(spec, actor=actor, source=Path(source).name, dry_run=dry_run)
         except ValueError as exc:
             raise GovernanceInvalid([f"{prefix}{exc}"]) from None
         if dry_run:

@@ -83,6 +83,8 @@ class Agent(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     suspended_reason = models.TextField(blank=True)
     callback_url = models.URLField(max_length=500, blank=True)
+    # Fernet token of the Standard Webhooks secret that signs status callbacks.
+    callback_secret_encrypted = models.TextField(blank=True)
     active_behaviour = models.ForeignKey(
         "BehaviourVersion",
         null=True,
@@ -187,3 +189,60 @@ class BehaviourVersion(models.Model):
 
     def __str__(self):
         return f"{self.agent.slug} v{self.number}"
+
+
+class Alert(models.Model):
+    """Something an agent admin should look at: a failed release, an anomaly, a key."""
+
+    class Severity(models.TextChoices):
+        LOW = "low", "Low"
+        MEDIUM = "medium", "Medium"
+        HIGH = "high", "High"
+        CRITICAL = "critical", "Critical"
+
+    severity = models.CharField(max_length=10, choices=Severity.choices)
+    kind = models.CharField(max_length=100)
+    agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts"
+    )
+    message = models.TextField()
+    evidence = models.JSONField(default=dict, blank=True)
+    # What the alert is about, e.g. a decision id, so repeats can be recognised.
+    subject = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    acknowledgement = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"[{self.severity}] {self.kind}: {self.message[:60]}"
+
+
+class GlobalStop(models.Model):
+    """The global kill switch: while a row is engaged, nothing is released."""
+
+    engaged = models.BooleanField(default=False)
+    reason = models.TextField(blank=True)
+    changed_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "global stop"
+
+    def __str__(self):
+        return "engaged" if self.engaged else "lifted"

@@ -8,7 +8,7 @@ fresh on each request, so a removed grant is never served from a stale cache.
 
 from uuid import UUID
 
-from .models import Agent, BehaviourVersion, Grant
+from .models import Agent, BehaviourVersion, GlobalStop, Grant
 
 _CACHE_LIMIT = 4096
 _VERSIONS: dict[tuple[int, UUID], BehaviourVersion] = {}
@@ -40,3 +40,7 @@ def agent_grants(agent: Agent) -> dict[str, Grant]:
             {grant.action_type.key: grant for grant in grants},
         )
     return cached[1]
+
+
+def global_stop_engaged() -> bool:
+    return GlobalStop.objects.filter(engaged=True).exists()

@@ -13,7 +13,16 @@ from django.utils import timezone
 from audit.services import audit_record
 
 from . import crypto, keys
-from .models import ActionType, Agent, AgentKey, BehaviourVersion, Grant, Outcome
+from .models import (
+    ActionType,
+    Agent,
+    AgentKey,
+    Alert,
+    BehaviourVersion,
+    GlobalStop,
+    Grant,
+    Outcome,
+)
 from .policy_rules import validate_constraint, validate_policy
 
 
@@ -413,3 +422,67 @@ def behaviour_version_activate(*, version: BehaviourVersion, actor: Any = None) 
             data={"agent": agent.slug, "number": version.number, "previous": previous},
         )
     return agent
+
+
+def agent_callback_secret_ensure(*, agent: Agent, actor: Any = None) -> str:
+    """Give an agent with a callback URL a signing secret; return it only if new."""
+    if not agent.callback_url or agent.callback_secret_encrypted:
+        return ""
+    secret = crypto.generate_webhook_secret()
+    with transaction.atomic():
+        updated = Agent.objects.filter(pk=agent.pk, callback_secret_encrypted="").update(
+            callback_secret_encrypted=crypto.encrypt_secret(secret), updated_at=timezone.now()
+        )
+        if not updated:
+            return ""
+        agent.refresh_from_db()
+        audit_record(event="agent.callback_secret_generated", actor=actor, target=agent)
+    return secret
+
+
+def alert_raise(
+    *,
+    severity: str,
+    kind: str,
+    message: str,
+    agent: Agent | None = None,
+    subject: str = "",
+    evidence: dict | None = None,
+) -> Alert:
+    """Raise an alert for agent admins. Runs inside the caller's transaction."""
+    with transaction.atomic():
+        alert = Alert.objects.create(
+            severity=severity,
+            kind=kind,
+            agent=agent,
+            message=message,
+            subject=subject,
+            evidence=evidence or {},
+        )
+        audit_record(
+            event="alert.raised",
+            target=alert,
+            data={"severity": severity, "kind": kind, "message": message, "subject": subject},
+        )
+    return alert
+
+
+def global_stop_set(*, engaged: bool, reason: str, actor) -> GlobalStop:
+    """Engage or lift the global stop. While engaged, nothing is released."""
+    reason = (reason or "").strip()
+    if engaged and not reason:
+        raise ValueError("Say why the global stop is engaged.")
+    with transaction.atomic():
+        stop, _ = GlobalStop.objects.select_for_update().get_or_create(pk=1)
+        stop.engaged = engaged
+        stop.reason = reason
+        stop.changed_by = _user_or_none(actor)
+        stop.changed_at = timezone.now()
+        stop.save()
+        audit_record(
+            event="global_stop.engaged" if engaged else "global_stop.lifted",
+            actor=actor,
+            target=stop,
+            data={"reason": reason},
+        )
+    return stop

@@ -267,6 +267,15 @@ CELERY_TASK_TIME_LIMIT = 60
 # a task that is still running.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
 CELERY_TIMEZONE = "UTC"
+# Publishing must not hang a request while the broker is down: fail fast, and let
+# the release sweeper enqueue what was missed.
+CELERY_TASK_PUBLISH_RETRY = False
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "sweep-releases": {"task": "approvals.tasks.sweep_releases", "schedule": 30.0},
+    "expire-decisions": {"task": "approvals.tasks.expire_pending_decisions", "schedule": 30.0},
+}
 
 # Email: EMAIL_URL (smtp://user:pass@host:587?tls=true, smtps://..., console:, locmem:).
 MAILERS = {"default": env_mailer("EMAIL_URL", debug=DEBUG)}
@@ -276,6 +285,12 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "aispm@localhost")
 AISPM_ENCRYPTION_KEY = os.environ.get("AISPM_ENCRYPTION_KEY", "").strip()
 AISPM_ALLOW_PRIVATE_TARGETS = env_bool("AISPM_ALLOW_PRIVATE_TARGETS")
 AISPM_DEFAULT_TTL_HOURS = env_int("AISPM_DEFAULT_TTL_HOURS", 24, minimum=1)
+# Release: attempts per decision, backoff base, how long a worker owns a release
+# (above the task's hard time limit), and when the sweeper steps in.
+AISPM_RELEASE_MAX_ATTEMPTS = env_int("AISPM_RELEASE_MAX_ATTEMPTS", 5, minimum=1)
+AISPM_RELEASE_BACKOFF_SECONDS = env_int("AISPM_RELEASE_BACKOFF_SECONDS", 2, minimum=1)
+AISPM_RELEASE_LEASE_SECONDS = env_int("AISPM_RELEASE_LEASE_SECONDS", 120, minimum=1)
+AISPM_RELEASE_SWEEP_AFTER_SECONDS = env_int("AISPM_RELEASE_SWEEP_AFTER_SECONDS", 60, minimum=1)
 # A pending decision that has waited longer than this counts as an SLA breach in the inbox.
 AISPM_REVIEW_SLA_HOURS = env_int("AISPM_REVIEW_SLA_HOURS", 4, minimum=1)
 AISPM_MAX_BODY_BYTES = 256 * 1024

@@ -77,6 +77,9 @@ class Decision(models.Model):
     status_reason = models.TextField(blank=True)
 
     release_attempts = models.PositiveIntegerField(default=0)
+    # While releasing, the time until which one worker owns the release. A worker
+    # that dies leaves the lease to run out, and the sweeper hands the decision on.
+    release_lease_until = models.DateTimeField(null=True, blank=True)
     release_result = models.JSONField(null=True, blank=True)
     released_at = models.DateTimeField(null=True, blank=True)
 
@@ -147,3 +150,27 @@ class Review(models.Model):
 
     def __str__(self):
         return f"{self.verdict} by {self.reviewer} on {self.decision_id}"
+
+
+class ReleaseAttempt(models.Model):
+    """One try at carrying out an approved decision through its connector."""
+
+    decision = models.ForeignKey(Decision, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    connector = models.CharField(max_length=20)
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField()
+    succeeded = models.BooleanField()
+    retryable = models.BooleanField(default=False)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_excerpt = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["decision", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["decision", "number"], name="attempt_unique_number"),
+        ]
+
+    def __str__(self):
+        return f"{self.decision_id} attempt {self.number}"

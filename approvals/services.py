@@ -1,21 +1,32 @@
 """Writes on decisions. Every transition is a conditional update and is audited."""
 
+import contextlib
+import functools
 import hashlib
 import hmac
 import json
+import logging
+import threading
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Prefetch
+from django.db.models import F, Prefetch, Q
 from django.utils import timezone
 
-from agents.models import ActionType, Agent, AgentKey, Outcome
-from agents.selectors import active_behaviour
+from agents.models import ActionType, Agent, AgentKey, Grant, Outcome
+from agents.selectors import active_behaviour, global_stop_engaged
+from agents.services import alert_raise
 from agents.summary import render_summary
 from audit.services import audit_record
 
 from . import policy, ratelimit, scope
-from .models import Decision, Review
+from .models import Decision, ReleaseAttempt, Review
+
+log = logging.getLogger(__name__)
+# A retry scheduled for time T may be delivered a moment early.
+LEASE_TOLERANCE = timedelta(milliseconds=500)
 
 
 class DecisionConflict(Exception):
@@ -130,17 +141,42 @@ def decision_create(
                 "key_id": key.pk if key else None,
             },
         )
+        if status == Decision.Status.APPROVED:
+            _enqueue_release(decision)
+            _notify(decision, "approved")
     return decision
 
 
+class DecisionExpired(DecisionConflict):
+    pass
+
+
 def _check_reviewer(*, decision: Decision, reviewer) -> None:
+    if decision.is_pending and decision.expires_at and decision.expires_at <= timezone.now():
+        # The expiry sweep has not reached it yet; an expired decision is never approved.
+        raise DecisionExpired("This decision has expired.", decision=decision)
     if not decision.is_pending:
-        decided_by = decision.decided_by.get_username() if decision.decided_by else "the system"
-        raise DecisionConflict(f"Already {decision.status} by {decided_by}.", decision=decision)
+        by = f" by {decision.decided_by.get_username()}" if decision.decided_by else ""
+        raise DecisionConflict(f"Already {decision.status}{by}.", decision=decision)
     if decision.agent.owner_id is not None and decision.agent.owner_id == reviewer.pk:
         raise ReviewNotAllowed("You own this agent, so you cannot review its decisions.")
     if decision.reviews.filter(reviewer=reviewer).exists():
         raise ReviewNotAllowed("You have already reviewed this decision.")
+
+
+def _expire_if_late(review_action):
+    """A review that finds its decision past expiry records the expiry, then refuses."""
+
+    @functools.wraps(review_action)
+    def wrapped(*, decision: Decision, **kwargs):
+        try:
+            return review_action(decision=decision, **kwargs)
+        except DecisionExpired:
+            with contextlib.suppress(DecisionConflict):
+                decision_expire(decision=decision)
+            raise
+
+    return wrapped
 
 
 def params_fingerprint(params) -> str:
@@ -154,6 +190,7 @@ def effective_params(decision: Decision) -> dict:
     return decision.approved_params if decision.approved_params is not None else decision.params
 
 
+@_expire_if_late
 def decision_approve(
     *,
     decision: Decision,
@@ -226,9 +263,12 @@ def decision_approve(
             target=decision,
             data={"approvals": approvals, "approved_params": decision.approved_params},
         )
+        _enqueue_release(decision)
+        _notify(decision, "approved")
     return decision
 
 
+@_expire_if_late
 def decision_reject(*, decision: Decision, reviewer, reason: str, tags: list[str] = ()) -> Decision:
     reason = (reason or "").strip()
     if not reason:
@@ -257,6 +297,7 @@ def decision_reject(*, decision: Decision, reviewer, reason: str, tags: list[str
             target=decision,
             data={"reason": reason, "tags": list(tags)},
         )
+        _notify(decision, "rejected")
     return decision
 
 
@@ -285,17 +326,36 @@ def decision_expire(*, decision: Decision) -> Decision:
         audit_record(
             event="decision.expired", target=decision, data={"expires_at": decision.expires_at}
         )
+        _notify(decision, "expired")
     return decision
 
 
+def _release_lease() -> timedelta:
+    return timedelta(seconds=settings.AISPM_RELEASE_LEASE_SECONDS)
+
+
 def decision_release_claim(*, decision: Decision) -> Decision:
+    """Take the release of an approved decision: approved → releasing, one worker only.
+
+    A releasing decision whose lease has run out (its worker died, or it is waiting
+    for its next retry) can be taken again. Anything else is a DecisionConflict.
+    """
+    now = timezone.now()
+    claimable = Q(status=Decision.Status.APPROVED) | Q(
+        status=Decision.Status.RELEASING, release_lease_until__lte=now + LEASE_TOLERANCE
+    )
     with transaction.atomic():
-        decision = _transition(
-            decision=decision,
-            from_statuses={Decision.Status.APPROVED},
-            to=Decision.Status.RELEASING,
-            release_attempts=decision.release_attempts + 1,
+        updated = Decision.objects.filter(claimable, pk=decision.pk).update(
+            status=Decision.Status.RELEASING,
+            release_lease_until=now + _release_lease(),
+            release_attempts=F("release_attempts") + 1,
+            updated_at=now,
         )
+        decision.refresh_from_db()
+        if updated != 1:
+            raise DecisionConflict(
+                f"Decision is {decision.status} and not free to release.", decision=decision
+            )
         audit_record(
             event="decision.release_started",
             target=decision,
@@ -304,7 +364,89 @@ def decision_release_claim(*, decision: Decision) -> Decision:
     return decision
 
 
+def _attempt_result(delivery) -> dict:
+    return {
+        "succeeded": delivery.succeeded,
+        "status_code": delivery.status_code,
+        "excerpt": delivery.excerpt,
+        "error": delivery.error,
+        "duration_ms": delivery.duration_ms,
+    }
+
+
+def decision_release_record(
+    *, decision: Decision, delivery, connector: str, started_at, retry_in: int | None = None
+) -> Decision:
+    """Record one connector attempt and move the decision on.
+
+    Success → released. A failure with `retry_in` seconds keeps it releasing, held
+    until then; any other failure → failed, with an alert for the agent admins.
+    """
+    now = timezone.now()
+    result = _attempt_result(delivery)
+    with transaction.atomic():
+        ReleaseAttempt.objects.create(
+            decision=decision,
+            number=decision.release_attempts,
+            connector=connector,
+            started_at=started_at,
+            duration_ms=delivery.duration_ms,
+            succeeded=delivery.succeeded,
+            retryable=delivery.retryable,
+            status_code=delivery.status_code,
+            response_excerpt=delivery.excerpt,
+            error=delivery.error,
+        )
+        audit_record(
+            event="decision.release_attempted",
+            target=decision,
+            data={"attempt": decision.release_attempts, "connector": connector, **result},
+        )
+        if delivery.succeeded:
+            decision = _transition(
+                decision=decision,
+                from_statuses={Decision.Status.RELEASING},
+                to=Decision.Status.RELEASED,
+                release_result=result,
+                released_at=now,
+                release_lease_until=None,
+            )
+            audit_record(event="decision.released", target=decision, data={"result": result})
+            _notify(decision, "released")
+        elif retry_in is not None:
+            Decision.objects.filter(pk=decision.pk, status=Decision.Status.RELEASING).update(
+                release_result=result,
+                release_lease_until=now + timedelta(seconds=retry_in),
+                updated_at=now,
+            )
+            decision.refresh_from_db()
+        else:
+            decision = _transition(
+                decision=decision,
+                from_statuses={Decision.Status.RELEASING},
+                to=Decision.Status.FAILED,
+                release_result=result,
+                release_lease_until=None,
+                status_reason=delivery.error or f"HTTP {delivery.status_code}",
+            )
+            audit_record(event="decision.release_failed", target=decision, data={"result": result})
+            alert_raise(
+                severity="high",
+                kind="release_failed",
+                agent=decision.agent,
+                subject=str(decision.pk),
+                message=(
+                    f"Release of {decision.action_type.key} decision {decision.pk} failed after "
+                    f"{decision.release_attempts} attempt(s): {result['error'] or 'error'}."
+                ),
+                evidence={"decision_id": str(decision.pk), **result},
+            )
+            _notify(decision, "failed")
+    return decision
+
+
 def decision_release_finish(*, decision: Decision, succeeded: bool, result: dict) -> Decision:
+    """Close a release without a connector attempt (demo data, manual resolution)."""
     now = timezone.now()
     with transaction.atomic():
         decision = _transition(
@@ -313,6 +455,7 @@ def decision_release_finish(*, decision: Decision, succeeded: bool, result: dict
             to=Decision.Status.RELEASED if succeeded else Decision.Status.FAILED,
             release_result=result,
             released_at=now if succeeded else None,
+            release_lease_until=None,
         )
         audit_record(
             event="decision.released" if succeeded else "decision.release_failed",
@@ -322,6 +465,24 @@ def decision_release_finish(*, decision: Decision, succeeded: bool, result: dict
     return decision
 
 
+def release_blocker(decision: Decision) -> str | None:
+    """Why this decision must not be released now, checked just before acting."""
+    if global_stop_engaged():
+        return "The global stop is engaged."
+    agent = Agent.objects.get(pk=decision.agent_id)
+    if not agent.is_active:
+        return f"The agent {agent.slug} is suspended."
+    if decision.key_id is not None:
+        key = AgentKey.objects.filter(pk=decision.key_id).first()
+        if key is None or (key.revoked_at is not None and key.revoked_at <= timezone.now()):
+            return "The key that submitted this decision has been revoked."
+    if not Grant.objects.filter(
+        agent_id=decision.agent_id, action_type_id=decision.action_type_id
+    ).exists():
+        return f"The agent's grant for {decision.action_type.key} has been removed."
+    return None
+
+
 def decision_block(*, decision: Decision, reason: str) -> Decision:
     with transaction.atomic():
         decision = _transition(
@@ -329,9 +490,55 @@ def decision_block(*, decision: Decision, reason: str) -> Decision:
             from_statuses={Decision.Status.APPROVED, Decision.Status.RELEASING},
             to=Decision.Status.BLOCKED,
             status_reason=reason,
+            release_lease_until=None,
         )
         audit_record(event="decision.blocked", target=decision, data={"reason": reason})
+        _notify(decision, "blocked")
     return decision
+
+
+# --- enqueueing after commit -------------------------------------------------------
+
+_suppressed = threading.local()
+
+
+@contextlib.contextmanager
+def release_enqueue_suppressed():
+    """Create approved decisions without releasing them (demo data)."""
+    _suppressed.on = True
+    try:
+        yield
+    finally:
+        _suppressed.on = False
+
+
+def _after_commit(task_path: str, *args) -> None:
+    """Enqueue a task once the current transaction commits.
+
+    A broker outage must not fail the change that was just committed: the
+    sweeper finds approved decisions nobody picked up and enqueues them again.
+    """
+    if getattr(_suppressed, "on", False):
+        return
+
+    def send():
+        from . import tasks
+
+        try:
+            getattr(tasks, task_path).delay(*args)
+        except Exception:  # noqa: BLE001 - any broker failure; the sweeper covers it
+            log.warning("could not enqueue %s%s; the sweeper will retry", task_path, args)
+
+    transaction.on_commit(send)
+
+
+def _enqueue_release(decision: Decision) -> None:
+    _after_commit("release_decision", str(decision.pk))
+
+
+def _notify(decision: Decision, event: str) -> None:
+    if decision.agent.callback_url:
+        _after_commit("notify_agent", str(decision.pk), event)
 
 
 class SubmissionRefused(Exception):
@@ -552,3 +759,38 @@ def decision_bulk_approve(*, decisions: list[Decision], reviewer) -> BulkApprova
         except (DecisionConflict, ReviewNotAllowed) as exc:
             skipped.append((decision, str(exc)))
     return BulkApproval(approved=approved, skipped=skipped)
+
+
+def releases_to_sweep(*, now, limit: int = 500) -> list:
+    """Decisions a release task should have taken by now but has not."""
+    grace = timedelta(seconds=settings.AISPM_RELEASE_SWEEP_AFTER_SECONDS)
+    stale = Q(status=Decision.Status.APPROVED, decided_at__lte=now - grace) | Q(
+        status=Decision.Status.RELEASING, release_lease_until__lte=now - LEASE_TOLERANCE
+    )
+    return list(Decision.objects.filter(stale).values_list("pk", flat=True)[:limit])
+
+
+def decisions_past_expiry(*, now, limit: int = 1000) -> list[Decision]:
+    return list(
+        Decision.objects.filter(status=Decision.Status.PENDING, expires_at__lte=now)
+        .select_related("agent")
+        .order_by("expires_at")[:limit]
+    )
+
+
+def callback_failed(*, decision: Decision, event: str, error: str) -> None:
+    with transaction.atomic():
+        audit_record(
+            event="decision.callback_failed",
+            target=decision,
+            data={"event": event, "error": error},
+        )
+        alert_raise(
+            severity="medium",
+            kind="callback_failed",
+            agent=decision.agent,
+            subject=f"{decision.pk}.{event}",
+            message=f"Could not tell {decision.agent.slug} that decision {decision.pk} "
+            f"was {event}: {error or 'error'}.",
+            evidence={"decision_id": str(decision.pk), "event": event, "error": error},
+        )

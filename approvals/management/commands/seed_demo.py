@@ -463,7 +463,9 @@ class Command(BaseCommand):
             return
         users = self._demo_users()
         call_command("apply_governance", str(DEMO_CONFIG), stdout=self.stdout)
-        created = self._seed_decisions(reviewer=users["reviewer"][0])
+        # The demo's approved decisions stay as they are; nothing is released now.
+        with services.release_enqueue_suppressed():
+            created = self._seed_decisions(reviewer=users["reviewer"][0])
         self.stdout.write(self.style.SUCCESS(f"Created {created} demo decisions."))
         self._print_logins(users)
 

@@ -1,0 +1,55 @@
+"""A loopback HTTP receiver for connector and callback tests."""
+
+import http.server
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict
+    body: str
+
+
+@dataclass
+class Receiver:
+    """Answers each POST with the next scripted (status, delay) and records it."""
+
+    script: list = field(default_factory=list)
+    default: tuple = (200, 0.0)
+    requests: list = field(default_factory=list)
+    url: str = ""
+
+    def start(self):
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length).decode()
+                receiver.requests.append(
+                    Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                )
+                status, delay = receiver.script.pop(0) if receiver.script else receiver.default
+                if delay:
+                    time.sleep(delay)
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(f"status {status}".encode())
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
