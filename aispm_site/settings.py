@@ -275,6 +275,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "sweep-releases": {"task": "approvals.tasks.sweep_releases", "schedule": 30.0},
     "expire-decisions": {"task": "approvals.tasks.expire_pending_decisions", "schedule": 30.0},
+    "seal-audit": {"task": "audit.tasks.seal_audit_events", "schedule": 5.0},
+    "verify-audit": {"task": "approvals.tasks.verify_audit_chain", "schedule": 24 * 3600.0},
 }
 
 # Email: EMAIL_URL (smtp://user:pass@host:587?tls=true, smtps://..., console:, locmem:).

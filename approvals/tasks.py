@@ -123,3 +123,30 @@ def expire_pending_decisions() -> int:
         except services.DecisionConflict:
             continue
     return expired
+
+
+@shared_task(ignore_result=True)
+def verify_audit_chain() -> bool:
+    """Daily: seal, verify the whole chain, and alert the admins if it is broken."""
+    import time
+
+    from agents.services import alert_raise
+    from audit import services as audit_services
+
+    while audit_services.audit_seal():
+        pass
+    started = time.monotonic()
+    report = audit_services.chain_verify()
+    audit_services.audit_verification_record(
+        report=report, duration_ms=int((time.monotonic() - started) * 1000)
+    )
+    if not report.ok:
+        alert_raise(
+            severity="critical",
+            kind="audit_chain_broken",
+            subject=str(report.first_broken_id),
+            message=f"The audit chain is broken at event {report.first_broken_id}: "
+            f"{report.problem}",
+            evidence={"first_broken_id": report.first_broken_id, "problem": report.problem},
+        )
+    return report.ok

@@ -2,11 +2,29 @@ from django.conf import settings
 from django.db import models
 
 
-class AuditEvent(models.Model):
-    """One append-only record of a state change.
+class AppendOnlyError(RuntimeError):
+    """Audit events are never edited or deleted once written."""
 
-    The hash chain (prev_hash, hash) is filled in by the sealing logic of the
-    audit-trail issue; until then both stay empty.
+
+class AuditEventQuerySet(models.QuerySet):
+    def delete(self):
+        raise AppendOnlyError("audit events cannot be deleted")
+
+    def update(self, **kwargs):
+        raise AppendOnlyError("audit events cannot be updated")
+
+    def _seal(self, **kwargs) -> int:
+        """The sealer's one permitted write: filling in the chain fields of a new event."""
+        return super().update(**kwargs)
+
+
+class AuditEvent(models.Model):
+    """One append-only record of a state change, sealed into one SHA-256 chain.
+
+    `audit_record` inserts it inside the transaction of the change; the sealer
+    then gives it its place in the chain (`seq`), the previous event's hash and
+    its own. A PostgreSQL trigger refuses any other UPDATE, and every DELETE
+    and TRUNCATE; elsewhere the queryset and model refuse them.
     """
 
     class ActorKind(models.TextChoices):
@@ -22,20 +40,55 @@ class AuditEvent(models.Model):
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
-        on_delete=models.SET_NULL,
+        on_delete=models.DO_NOTHING,
         related_name="+",
         db_constraint=False,
     )
     target_type = models.CharField(max_length=100, blank=True)
     target_id = models.CharField(max_length=64, blank=True)
     data = models.JSONField(default=dict, blank=True)
+    seq = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
     prev_hash = models.CharField(max_length=64, blank=True)
     hash = models.CharField(max_length=64, blank=True)
 
+    objects = AuditEventQuerySet.as_manager()
+
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["target_type", "target_id", "id"])]
+        indexes = [
+            models.Index(fields=["target_type", "target_id", "id"]),
+            models.Index(
+                fields=["id"], condition=models.Q(seq__isnull=True), name="audit_unsealed"
+            ),
+        ]
         permissions = [("export_auditevent", "Can export audit trails")]
 
     def __str__(self):
         return f"#{self.pk} {self.event} by {self.actor_label or self.actor_kind}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not self._state.adding:
+            raise AppendOnlyError("audit events cannot be updated")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError("audit events cannot be deleted")
+
+
+class AuditVerification(models.Model):
+    """The outcome of one run of the chain verification."""
+
+    ran_at = models.DateTimeField()
+    ok = models.BooleanField()
+    events_checked = models.BigIntegerField()
+    head_seq = models.BigIntegerField(null=True, blank=True)
+    head_hash = models.CharField(max_length=64, blank=True)
+    first_broken_id = models.BigIntegerField(null=True, blank=True)
+    problem = models.TextField(blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-ran_at"]
+
+    def __str__(self):
+        return f"{'intact' if self.ok else 'BROKEN'} at {self.ran_at:%Y-%m-%d %H:%M}"

@@ -1,9 +1,21 @@
 from django.db.models import Model, QuerySet
 
-from .models import AuditEvent
+from .models import AuditEvent, AuditVerification
 
 
 def audit_events_for(*, target: Model) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(
         target_type=target._meta.label_lower, target_id=str(target.pk)
     ).order_by("id")
+
+
+def chain_head() -> AuditEvent | None:
+    return AuditEvent.objects.filter(seq__isnull=False).order_by("-seq").first()
+
+
+def unsealed_count() -> int:
+    return AuditEvent.objects.filter(seq__isnull=True).count()
+
+
+def last_verification() -> AuditVerification | None:
+    return AuditVerification.objects.order_by("-ran_at").first()

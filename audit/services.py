@@ -1,4 +1,7 @@
+import hashlib
 import json
+from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from django.conf import settings
@@ -6,7 +9,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.utils import timezone
 
-from .models import AuditEvent
+from .models import AuditEvent, AuditVerification
 
 
 class AuditOutsideTransaction(RuntimeError):
@@ -58,3 +61,164 @@ def audit_record(
         data=_jsonable(data or {}),
         **_actor_fields(actor),
     )
+
+
+# --- the hash chain ------------------------------------------------------------------
+
+GENESIS = "0" * 64
+SEAL_LOCK = 0x61697370  # pg advisory lock key: one sealer at a time
+
+
+def _canonical_value(value):
+    """JSON values with floats as their shortest round-trip text, so that no
+    database or language can hash a number differently."""
+    if isinstance(value, float):
+        return {"$float": repr(value)}
+    if isinstance(value, dict):
+        return {str(key): _canonical_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_canonical_value(item) for item in value]
+    return value
+
+
+def _utc(value) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical_event(row: dict) -> bytes:
+    """The bytes an event's hash covers: sorted keys, UTC timestamps, no floats."""
+    document = {
+        "id": row["id"],
+        "seq": row["seq"],
+        "created_at": _utc(row["created_at"]),
+        "event": row["event"],
+        "actor_kind": row["actor_kind"],
+        "actor_label": row["actor_label"],
+        "actor_user_id": row["actor_user_id"],
+        "target_type": row["target_type"],
+        "target_id": row["target_id"],
+        "data": _canonical_value(row["data"]),
+    }
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def event_hash(row: dict, prev_hash: str) -> str:
+    return hashlib.sha256(canonical_event(row) + prev_hash.encode()).hexdigest()
+
+
+CHAIN_FIELDS = [
+    "id",
+    "seq",
+    "created_at",
+    "event",
+    "actor_kind",
+    "actor_label",
+    "actor_user_id",
+    "target_type",
+    "target_id",
+    "data",
+    "prev_hash",
+    "hash",
+]
+
+
+def audit_seal(*, limit: int = 10000) -> int:
+    """Chain committed, unsealed events onto the head; return how many.
+
+    Writers insert events unsealed, so they never wait on each other for the
+    chain. The sealer gives each event the next seq, the head's hash as its
+    prev_hash, and its own hash. One sealer runs at a time (an advisory lock on
+    PostgreSQL; SQLite has one writer anyway) and reads the head under that
+    lock, so the chain cannot fork; an event that commits after a run is sealed
+    by the next one, after the head, so none is skipped.
+    """
+    connection = transaction.get_connection()
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [SEAL_LOCK])
+        unsealed = AuditEvent.objects.filter(seq__isnull=True)
+        head = (
+            AuditEvent.objects.filter(seq__isnull=False)
+            .order_by("-seq")
+            .values("seq", "hash")
+            .first()
+        )
+        seq, prev = (head["seq"], head["hash"]) if head else (0, GENESIS)
+        rows = list(unsealed.order_by("id").values(*CHAIN_FIELDS)[:limit])
+        for row in rows:
+            seq += 1
+            row["seq"] = seq
+            digest = event_hash(row, prev)
+            AuditEvent.objects.filter(pk=row["id"], seq__isnull=True)._seal(
+                seq=seq, prev_hash=prev, hash=digest
+            )
+            prev = digest
+    return len(rows)
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    ok: bool
+    events_checked: int
+    head_seq: int | None
+    head_hash: str
+    first_broken_id: int | None = None
+    problem: str = ""
+
+
+def chain_verify(*, from_id: int | None = None, batch: int = 20000) -> ChainReport:
+    """Recompute the chain in seq order and report the first broken event.
+
+    A broken event is one whose hash does not match its content (hash mismatch),
+    whose prev_hash is not the previous event's hash (broken link), or whose seq
+    does not follow the previous one (gap).
+    """
+    events = AuditEvent.objects.filter(seq__isnull=False).order_by("seq")
+    expected_seq, prev = 1, GENESIS
+    if from_id is not None:
+        start = AuditEvent.objects.filter(pk=from_id, seq__isnull=False).values("seq").first()
+        if start is None:
+            return ChainReport(False, 0, None, "", from_id, "no sealed event has this id")
+        events = events.filter(seq__gte=start["seq"])
+        expected_seq, prev = start["seq"], None
+    checked, head_seq, head_hash = 0, None, ""
+    for row in events.values(*CHAIN_FIELDS).iterator(chunk_size=batch):
+        problem = ""
+        if row["seq"] != expected_seq:
+            problem = f"gap: expected seq {expected_seq}, found {row['seq']}"
+        elif prev is not None and row["prev_hash"] != prev:
+            problem = "broken link: prev_hash is not the previous event's hash"
+        elif event_hash(row, row["prev_hash"]) != row["hash"]:
+            problem = "hash mismatch: the event's content does not match its hash"
+        if problem:
+            return ChainReport(False, checked, head_seq, head_hash, row["id"], problem)
+        checked += 1
+        expected_seq, prev = row["seq"] + 1, row["hash"]
+        head_seq, head_hash = row["seq"], row["hash"]
+    return ChainReport(True, checked, head_seq, head_hash)
+
+
+def audit_verification_record(*, report: ChainReport, duration_ms: int) -> AuditVerification:
+    with transaction.atomic():
+        verification = AuditVerification.objects.create(
+            ran_at=timezone.now(),
+            ok=report.ok,
+            events_checked=report.events_checked,
+            head_seq=report.head_seq,
+            head_hash=report.head_hash,
+            first_broken_id=report.first_broken_id,
+            problem=report.problem,
+            duration_ms=duration_ms,
+        )
+        audit_record(
+            event="audit.verified" if report.ok else "audit.verification_failed",
+            target=verification,
+            data={
+                "events_checked": report.events_checked,
+                "head_hash": report.head_hash,
+                "first_broken_id": report.first_broken_id,
+                "problem": report.problem,
+            },
+        )
+    return verification

@@ -9,6 +9,7 @@ import time
 from django.core.management.base import BaseCommand
 
 from approvals import tasks
+from audit.tasks import seal_audit_events
 
 
 class Command(BaseCommand):
@@ -22,6 +23,7 @@ class Command(BaseCommand):
         while True:
             expired = tasks.expire_pending_decisions()
             swept = tasks.sweep_releases()
+            seal_audit_events()
             if expired or swept:
                 self.stdout.write(f"expired {expired}, swept {swept} release(s)")
             if once:
