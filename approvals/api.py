@@ -5,6 +5,7 @@ import uuid
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -211,7 +212,9 @@ class DecisionCursorPagination(CursorPagination):
     def paginate_queryset(self, queryset, request, view=None):
         try:
             return super().paginate_queryset(queryset, request, view)
-        except NotFound:
+        # A cursor is client-held base64: a forged position that is not a datetime
+        # fails in the queryset filter, and is as invalid as an undecodable cursor.
+        except (NotFound, DjangoValidationError):
             raise api_errors.Invalid(
                 "The cursor is not valid.", details={"cursor": ["Invalid cursor."]}
             ) from None
@@ -275,7 +278,7 @@ class DecisionsView(AgentAPIView):
     )
     def get(self, request):
         status_filter = request.query_params.get("status")
-        if status_filter and status_filter not in Decision.Status.values:
+        if status_filter is not None and status_filter not in Decision.Status.values:
             raise api_errors.Invalid(
                 "Unknown status.",
                 details={"status": [f"Must be one of {', '.join(Decision.Status.values)}."]},
@@ -394,7 +397,9 @@ class BehaviourView(AgentAPIView):
         instructions = serializers.CharField()
         settings = serializers.JSONField()
         policy = serializers.JSONField()
-        activated_at = serializers.DateTimeField(source="agent.behaviour_activated_at")
+        activated_at = serializers.DateTimeField(
+            source="agent.behaviour_activated_at", allow_null=True
+        )
 
     @extend_schema(
         operation_id="behaviour_retrieve",
