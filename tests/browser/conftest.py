@@ -1,0 +1,126 @@
+"""Playwright fixtures: one Chromium per session, one recorded page per test.
+
+Every page records its console messages, page errors, window dialogs and the
+requests it makes. A test fails at teardown if the page reported a Content
+Security Policy violation, raised an uncaught error, or opened a window dialog.
+"""
+
+import os
+from dataclasses import dataclass, field
+from importlib import import_module
+
+import pytest
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from playwright.sync_api import sync_playwright
+
+from aispm_site import roles
+
+# Playwright's sync API runs an event loop in the test thread; Django's ORM
+# refuses to run under a loop unless told it is safe, which it is here.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+PASSWORD = "correct horse battery staple"
+TIMEOUT_MS = 10_000
+
+# Chromium's own console wording for a violation changes between versions; the
+# page's securitypolicyviolation event reports each one in a fixed form as well.
+CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  console.error(
+    `Refused by Content Security Policy: ${event.effectiveDirective} blocked ${event.blockedURI}`
+  );
+}, true);
+"""
+CSP_MARKERS = ("Content Security Policy", "Refused to")
+
+
+@dataclass
+class Recorded:
+    console: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+    dialogs: list = field(default_factory=list)
+    requests: list = field(default_factory=list)
+
+    def csp_violations(self) -> list[str]:
+        return [
+            f"{kind}: {text}"
+            for kind, text in self.console
+            if any(marker in text for marker in CSP_MARKERS)
+        ]
+
+    def problems(self) -> list[str]:
+        problems = [f"CSP violation: {text}" for text in self.csp_violations()]
+        problems += [f"page error: {error}" for error in self.errors]
+        problems += [f"window dialog ({kind}): {message}" for kind, message in self.dialogs]
+        return problems
+
+
+@pytest.fixture(scope="session")
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def recorded() -> Recorded:
+    return Recorded()
+
+
+@pytest.fixture
+def page(browser, live_server, recorded):
+    context = browser.new_context(base_url=live_server.url)
+    context.set_default_timeout(TIMEOUT_MS)
+    context.add_init_script(CSP_LISTENER)
+    page = context.new_page()
+    page.on("console", lambda message: recorded.console.append((message.type, message.text)))
+    page.on("pageerror", lambda error: recorded.errors.append(str(error)))
+    page.on("request", lambda request: recorded.requests.append(request))
+
+    def on_dialog(dialog):
+        recorded.dialogs.append((dialog.type, dialog.message))
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    yield page
+    # Close first, so no request is in flight while the database is flushed.
+    context.close()
+    problems = recorded.problems()
+    assert not problems, "The page reported problems:\n" + "\n".join(problems)
+
+
+@pytest.fixture(autouse=True)
+def role_groups(transactional_db):
+    """Put back the role groups if an earlier transactional test flushed them.
+
+    A data migration creates the groups, and a flush between transactional tests
+    deletes them (serialized_rollback cannot help: it clashes with the content
+    types that a plain flush recreates). Replay that migration's function.
+    """
+    if Group.objects.filter(name=roles.REVIEWERS).exists():
+        return
+    state = MigrationExecutor(connection).loader.project_state(("approvals", "0002_roles"))
+    import_module("approvals.migrations.0002_roles").create_roles(state.apps, None)
+
+
+@pytest.fixture
+def login(live_server):
+    """Log in through the real login form, then land on `next`."""
+
+    def login(page, username: str, *, password: str = PASSWORD, next: str = "/inbox/"):
+        page.goto(f"/accounts/login/?next={next}")
+        page.get_by_label("Username").fill(username)
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url(f"{live_server.url}{next}")
+        page.wait_for_load_state("load")
+        return page
+
+    return login
