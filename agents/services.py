@@ -402,24 +402,33 @@ def behaviour_version_create(
     return version
 
 
-def behaviour_version_activate(*, version: BehaviourVersion, actor: Any = None) -> Agent:
+def behaviour_version_activate(
+    *, version: BehaviourVersion, actor: Any = None, reason: str = ""
+) -> Agent:
     """Make `version` its agent's active behaviour; a no-op if it already is. Also the
-    rollback path: activating an older version needs no new one."""
+    rollback path: activating an older version needs no new one, and no version is
+    ever deleted, so the history shows the rollback."""
     with transaction.atomic():
         agent = Agent.objects.select_for_update().get(pk=version.agent_id)
         if agent.active_behaviour_id == version.pk:
             return agent
         previous = agent.active_behaviour.number if agent.active_behaviour else None
+        rollback = previous is not None and version.number < previous
         now = timezone.now()
         agent.active_behaviour = version
         agent.behaviour_activated_at = now
         agent.updated_at = now
         agent.save(update_fields=["active_behaviour", "behaviour_activated_at", "updated_at"])
         audit_record(
-            event="behaviour_version.activated",
+            event="behaviour_version.rolled_back" if rollback else "behaviour_version.activated",
             actor=actor,
             target=version,
-            data={"agent": agent.slug, "number": version.number, "previous": previous},
+            data={
+                "agent": agent.slug,
+                "number": version.number,
+                "previous": previous,
+                "reason": reason,
+            },
         )
     return agent
 

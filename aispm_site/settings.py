@@ -293,6 +293,10 @@ AISPM_RELEASE_MAX_ATTEMPTS = env_int("AISPM_RELEASE_MAX_ATTEMPTS", 5, minimum=1)
 AISPM_RELEASE_BACKOFF_SECONDS = env_int("AISPM_RELEASE_BACKOFF_SECONDS", 2, minimum=1)
 AISPM_RELEASE_LEASE_SECONDS = env_int("AISPM_RELEASE_LEASE_SECONDS", 120, minimum=1)
 AISPM_RELEASE_SWEEP_AFTER_SECONDS = env_int("AISPM_RELEASE_SWEEP_AFTER_SECONDS", 60, minimum=1)
+# Alert when a newly activated behaviour version's rejection rate exceeds the
+# previous version's by this margin, once it has this many reviewed decisions.
+AISPM_REGRESSION_MARGIN = env_int("AISPM_REGRESSION_MARGIN_PERCENT", 15, minimum=1) / 100
+AISPM_REGRESSION_MIN_DECISIONS = env_int("AISPM_REGRESSION_MIN_DECISIONS", 20, minimum=1)
 # A pending decision that has waited longer than this counts as an SLA breach in the inbox.
 AISPM_REVIEW_SLA_HOURS = env_int("AISPM_REVIEW_SLA_HOURS", 4, minimum=1)
 AISPM_MAX_BODY_BYTES = 256 * 1024

@@ -13,6 +13,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("approvals.urls")),
     path("audit/", include("approvals.urls_audit")),
+    path("agents/", include("approvals.urls_agents")),
     path("api/v1/", include("approvals.urls_api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view loads its init script from a URL, so the CSP needs no inline script.

@@ -417,7 +417,12 @@ class BehaviourView(AgentAPIView):
         version = active_behaviour(agent)
         if version is None:
             raise api_errors.NotFound("This agent has no active behaviour version.")
-        etag = f'"v{version.number}-{version.content_hash[:16]}"'
+        # The activation time is part of the tag, so a rollback to a version the
+        # agent saw before still changes it.
+        activated = (
+            int(agent.behaviour_activated_at.timestamp()) if agent.behaviour_activated_at else 0
+        )
+        etag = f'"v{version.number}-{version.content_hash[:12]}-{activated}"'
         candidates = {tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")}
         if etag in candidates or f"W/{etag}" in candidates:
             return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
@@ -464,14 +469,14 @@ class FeedbackView(AgentAPIView):
     def get(self, request):
         raw = request.query_params.get("after", "")
         try:
-            after = selectors.decode_feedback_cursor(raw) if raw else 0
+            after = selectors.decode_feedback_cursor(raw) if raw else (0, 0)
         except ValueError:
             raise api_errors.Invalid(
                 "The cursor is not valid.", details={"after": ["Invalid cursor."]}
             ) from None
         reviews = selectors.feedback_for_agent(agent=request.user, after=after)
         for review in reviews:
-            review.cursor = selectors.encode_feedback_cursor(review.pk)
+            review.cursor = selectors.encode_feedback_cursor(review)
         return Response(
             {
                 "results": self.OutputSerializer(reviews, many=True).data,

@@ -8,6 +8,18 @@ from django.utils import timezone
 from agents.models import ActionType, Agent, AgentKey, Outcome, Risk
 
 
+class CurrentTransactionId(models.Func):
+    """The inserting transaction's id on PostgreSQL, 0 elsewhere (see feedback_for_agent)."""
+
+    output_field = models.BigIntegerField()
+
+    def as_sql(self, compiler, connection, **extra_context):
+        return "0", []
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        return "(pg_current_xact_id()::text::bigint)", []
+
+
 class Decision(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "Pending review"
@@ -134,9 +146,12 @@ class Review(models.Model):
     params_before = models.JSONField(null=True, blank=True)
     params_after = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Feedback is read in (txid, id) order: see approvals.selectors.feedback_for_agent.
+    txid = models.BigIntegerField(db_default=CurrentTransactionId(), editable=False)
 
     class Meta:
         ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["txid", "id"], name="review_feedback_order")]
         constraints = [
             # One review per person per decision: N approvals need N distinct people.
             models.UniqueConstraint(

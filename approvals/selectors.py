@@ -1,9 +1,13 @@
 import base64
+import statistics
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
+from django.db import connections
 from django.db.models import Count, Prefetch, Q, QuerySet
+from django.utils import timezone
 
 from agents.models import ActionType, Agent, Risk
 
@@ -29,25 +33,54 @@ def decision_for_agent(*, agent: Agent, decision_id) -> Decision | None:
     return _with_reviews(Decision.objects.filter(agent=agent, pk=decision_id)).first()
 
 
-def encode_feedback_cursor(review_id: int) -> str:
-    return base64.urlsafe_b64encode(f"r{review_id}".encode()).decode().rstrip("=")
+def encode_feedback_cursor(review: Review) -> str:
+    raw = f"r{review.txid}.{review.pk}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_feedback_cursor(cursor: str) -> int:
+def decode_feedback_cursor(cursor: str) -> tuple[int, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (ValueError, UnicodeDecodeError):
         raise ValueError("invalid cursor") from None
-    if not raw.startswith("r") or not raw[1:].isdigit() or len(raw) > 20:
+    txid, _, pk = raw.removeprefix("r").partition(".")
+    if not raw.startswith("r") or not txid.isdigit() or not pk.isdigit() or len(raw) > 41:
         raise ValueError("invalid cursor")
-    return int(raw[1:])
+    return int(txid), int(pk)
 
 
-def feedback_for_agent(*, agent: Agent, after: int = 0, limit: int = FEEDBACK_PAGE) -> list[Review]:
+def _finished_transactions() -> Q:
+    """Reviews whose transaction has finished, so none can appear behind a cursor later.
+
+    Reviews are read in (txid, id) order. On PostgreSQL a review written by a
+    transaction still running is held back until every transaction older than the
+    oldest running one has finished; a transaction that starts later gets a larger
+    txid, so it always lands after the cursor. SQLite has one writer at a time.
+    """
+    connection = connections[Review.objects.db]
+    if connection.vendor != "postgresql":
+        return Q()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint,"
+            " pg_current_xact_id_if_assigned()::text::bigint"
+        )
+        horizon, own = cursor.fetchone()
+    return Q(txid__lt=horizon) | Q(txid=own) if own is not None else Q(txid__lt=horizon)
+
+
+def feedback_for_agent(
+    *, agent: Agent, after: tuple[int, int] = (0, 0), limit: int = FEEDBACK_PAGE
+) -> list[Review]:
+    """Reviews of the agent's decisions after the cursor, oldest first, with a cursor that
+    stays valid however reviews commit."""
+    txid, pk = after
     return list(
-        Review.objects.filter(decision__agent=agent, pk__gt=after)
+        Review.objects.filter(decision__agent=agent)
+        .filter(Q(txid__gt=txid) | Q(txid=txid, pk__gt=pk))
+        .filter(_finished_transactions())
         .select_related("reviewer", "decision__action_type")
-        .order_by("pk")[:limit]
+        .order_by("txid", "pk")[:limit]
     )
 
 
@@ -208,3 +241,133 @@ def agent_record(*, decision: Decision, recent: int = 5) -> dict:
         "approval_rate": round(100 * counts["approved"] / decided) if decided else None,
         "history": history,
     }
+
+
+# --- behaviour versions: metrics and dry runs ------------------------------------------
+
+MEDIAN_SAMPLE = 5000
+
+
+def version_metrics(*, agent: Agent) -> list[dict]:
+    """Per behaviour version: counts, rejection rate, median time to decision and the
+    top reject reasons and tags, newest version first."""
+    rows = (
+        Decision.objects.filter(agent=agent, behaviour_version__isnull=False)
+        .values("behaviour_version")
+        .annotate(
+            decisions=Count("pk"),
+            auto_allowed=Count("pk", filter=Q(approval=Decision.Approval.AUTO)),
+            approved=Count(
+                "pk", filter=Q(approval=Decision.Approval.HUMAN, status__in=HUMAN_APPROVED)
+            ),
+            rejected=Count("pk", filter=Q(status=Decision.Status.REJECTED)),
+            expired=Count("pk", filter=Q(status=Decision.Status.EXPIRED)),
+            denied=Count("pk", filter=Q(status=Decision.Status.DENIED)),
+            pending=Count("pk", filter=Q(status=Decision.Status.PENDING)),
+        )
+        .order_by("-behaviour_version")
+    )
+    edited = dict(
+        Review.objects.filter(decision__agent=agent, verdict=Review.Verdict.EDIT_APPROVE)
+        .values("decision__behaviour_version")
+        .annotate(n=Count("decision", distinct=True))
+        .values_list("decision__behaviour_version", "n")
+    )
+    metrics = []
+    for row in rows:
+        number = row["behaviour_version"]
+        reviewed = row["approved"] + row["rejected"]
+        decided_by_people = Decision.objects.filter(
+            Q(approval=Decision.Approval.HUMAN) | Q(status=Decision.Status.REJECTED),
+            agent=agent,
+            behaviour_version=number,
+            decided_at__isnull=False,
+        ).values_list("created_at", "decided_at")[:MEDIAN_SAMPLE]
+        durations = [(decided - created).total_seconds() for created, decided in decided_by_people]
+        rejects = Review.objects.filter(
+            decision__agent=agent,
+            decision__behaviour_version=number,
+            verdict=Review.Verdict.REJECT,
+        ).values_list("comment", "tags")[:MEDIAN_SAMPLE]
+        reasons, tags = Counter(), Counter()
+        for comment, review_tags in rejects:
+            reasons[" ".join(comment.split())[:200]] += 1
+            tags.update(review_tags or [])
+        metrics.append(
+            {
+                "version": number,
+                **{k: v for k, v in row.items() if k != "behaviour_version"},
+                "edited": edited.get(number, 0),
+                "reviewed": reviewed,
+                "rejection_rate": row["rejected"] / reviewed if reviewed else None,
+                "median_seconds": statistics.median(durations) if durations else None,
+                "top_reasons": reasons.most_common(5),
+                "top_tags": tags.most_common(5),
+            }
+        )
+    return metrics
+
+
+@dataclass(frozen=True)
+class DryRun:
+    replayed: int
+    changed: int
+    transitions: dict  # (was, would be) -> count
+    examples: dict  # (was, would be) -> [Decision, ...]
+
+
+def policy_dry_run(*, agent: Agent, policy_rules: list, days: int, limit: int = 5000) -> DryRun:
+    """Replay the agent's decisions of the last `days` days through a candidate policy
+    and count how many would have been routed differently."""
+    from agents.models import BehaviourVersion
+
+    from . import policy
+
+    candidate = BehaviourVersion(agent=agent, policy=policy_rules)
+    since = timezone.now() - timedelta(days=days)
+    decisions = (
+        Decision.objects.filter(agent=agent, created_at__gte=since)
+        .select_related("action_type")
+        .order_by("-created_at")[:limit]
+    )
+    transitions, examples = Counter(), {}
+    replayed = 0
+    for decision in decisions:
+        replayed += 1
+        route = policy.route(
+            version=candidate,
+            agent=agent,
+            action_type=decision.action_type,
+            params=decision.params,
+            evidence=decision.evidence,
+            confidence=decision.confidence,
+        )
+        if route.outcome == decision.policy_outcome:
+            continue
+        key = (decision.policy_outcome, route.outcome)
+        transitions[key] += 1
+        bucket = examples.setdefault(key, [])
+        if len(bucket) < 3:
+            bucket.append((decision, route))
+    return DryRun(
+        replayed=replayed,
+        changed=sum(transitions.values()),
+        transitions=dict(transitions),
+        examples=examples,
+    )
+
+
+def feedback_rows(
+    *, agent: Agent, version: int | None = None, since=None, until=None
+) -> QuerySet[Review]:
+    """Reviews with their decision context, for the feedback JSON Lines export."""
+    reviews = Review.objects.filter(decision__agent=agent)
+    if version is not None:
+        reviews = reviews.filter(decision__behaviour_version=version)
+    if since is not None:
+        reviews = reviews.filter(created_at__gte=since)
+    if until is not None:
+        reviews = reviews.filter(created_at__lt=until)
+    return reviews.select_related("decision", "decision__action_type", "reviewer").order_by(
+        "created_at", "pk"
+    )

@@ -1,5 +1,6 @@
 import os
 import socket
+from importlib import import_module
 from urllib.parse import urlsplit
 
 import pytest
@@ -48,3 +49,28 @@ def pytest_runtest_setup(item):
     if IN_CI:
         pytest.fail(f"CI=true and a required service is missing: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _role_groups(request):
+    """Put back the role groups after an earlier transactional test flushed them.
+
+    A data migration creates the groups and a flush between transactional tests
+    deletes them (serialized_rollback clashes with the content types a flush
+    recreates), so replay that migration's function. pytest-django runs
+    transactional tests last, so only they can find the groups gone.
+    """
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None or not marker.kwargs.get("transaction"):
+        return
+    request.getfixturevalue("transactional_db")
+    from django.contrib.auth.models import Group
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    from aispm_site import roles
+
+    if Group.objects.filter(name=roles.REVIEWERS).exists():
+        return
+    state = MigrationExecutor(connection).loader.project_state(("approvals", "0002_roles"))
+    import_module("approvals.migrations.0002_roles").create_roles(state.apps, None)

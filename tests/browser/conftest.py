@@ -7,15 +7,9 @@ Security Policy violation, raised an uncaught error, or opened a window dialog.
 
 import os
 from dataclasses import dataclass, field
-from importlib import import_module
 
 import pytest
-from django.contrib.auth.models import Group
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from playwright.sync_api import sync_playwright
-
-from aispm_site import roles
 
 # Playwright's sync API runs an event loop in the test thread; Django's ORM
 # refuses to run under a loop unless told it is safe, which it is here.
@@ -94,20 +88,6 @@ def page(browser, live_server, recorded):
     context.close()
     problems = recorded.problems()
     assert not problems, "The page reported problems:\n" + "\n".join(problems)
-
-
-@pytest.fixture(autouse=True)
-def role_groups(transactional_db):
-    """Put back the role groups if an earlier transactional test flushed them.
-
-    A data migration creates the groups, and a flush between transactional tests
-    deletes them (serialized_rollback cannot help: it clashes with the content
-    types that a plain flush recreates). Replay that migration's function.
-    """
-    if Group.objects.filter(name=roles.REVIEWERS).exists():
-        return
-    state = MigrationExecutor(connection).loader.project_state(("approvals", "0002_roles"))
-    import_module("approvals.migrations.0002_roles").create_roles(state.apps, None)
 
 
 @pytest.fixture

@@ -1,0 +1,17 @@
+from django.urls import path
+
+from . import agent_views
+
+app_name = "agents"
+urlpatterns = [
+    path("", agent_views.agent_list, name="list"),
+    path("<slug:slug>/", agent_views.agent_detail, name="detail"),
+    path("<slug:slug>/versions/new/", agent_views.version_new, name="version-new"),
+    path("<slug:slug>/versions/diff/", agent_views.version_diff, name="diff"),
+    path(
+        "<slug:slug>/versions/<int:number>/activate/",
+        agent_views.version_activate,
+        name="activate",
+    ),
+    path("<slug:slug>/feedback.jsonl", agent_views.feedback_export, name="feedback-export"),
+]
