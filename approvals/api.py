@@ -225,12 +225,16 @@ class DecisionsView(AgentAPIView):
         class Meta:
             ref_name = "DecisionSubmission"
 
-        action = serializers.CharField(max_length=100)
-        params = serializers.JSONField()
-        reasoning = serializers.CharField(max_length=50000)
-        evidence = serializers.JSONField(required=False)
-        confidence = serializers.FloatField(required=False, allow_null=True)
-        idempotency_key = serializers.CharField(required=False, allow_null=True, max_length=255)
+        action = serializers.CharField(min_length=1, max_length=100)
+        params = serializers.DictField()
+        reasoning = serializers.CharField(min_length=1, max_length=50000)
+        evidence = serializers.DictField(required=False)
+        confidence = serializers.FloatField(
+            required=False, allow_null=True, min_value=0, max_value=1
+        )
+        idempotency_key = serializers.CharField(
+            required=False, allow_null=True, min_length=1, max_length=255
+        )
         external_ref = serializers.CharField(required=False, allow_blank=True, max_length=255)
 
         def validate_params(self, value):
@@ -424,7 +428,7 @@ class BehaviourView(AgentAPIView):
         )
         etag = f'"v{version.number}-{version.content_hash[:12]}-{activated}"'
         candidates = {tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")}
-        if etag in candidates or f"W/{etag}" in candidates:
+        if etag in candidates or f"W/{etag}" in candidates or "*" in candidates:
             return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
         version.agent = agent
         return Response(self.OutputSerializer(version).data, headers={"ETag": etag})
