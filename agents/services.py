@@ -1,13 +1,15 @@
 import hashlib
 import hmac
 import json
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from audit.services import audit_record
@@ -24,6 +26,8 @@ from .models import (
     Outcome,
 )
 from .policy_rules import validate_constraint, validate_policy
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -473,7 +477,33 @@ def alert_raise(
             target=alert,
             data={"severity": severity, "kind": kind, "message": message, "subject": subject},
         )
+        if severity in (Alert.Severity.HIGH, Alert.Severity.CRITICAL):
+            transaction.on_commit(lambda: _email_admins(alert))
     return alert
+
+
+def _email_admins(alert: Alert) -> None:
+    """Tell agent admins about a high-severity alert; a mail failure is only logged."""
+    from django.contrib.auth import get_user_model
+
+    recipients = list(
+        get_user_model()
+        .objects.filter(groups__name="Agent admins", is_active=True)
+        .exclude(email="")
+        .values_list("email", flat=True)
+        .distinct()
+    )
+    if not recipients:
+        return
+    subject = f"[aispm] {alert.get_severity_display()} alert: {alert.kind}"
+    body = (
+        f"{alert.message}\n\nAgent: {alert.agent.slug if alert.agent else '-'}\n"
+        f"Raised: {alert.created_at:%Y-%m-%d %H:%M} UTC\n"
+    )
+    try:
+        send_mail(subject.replace("\n", " ")[:200], body, None, recipients)
+    except Exception:  # noqa: BLE001 - alerting must not fail the change that raised it
+        log.exception("could not email alert %s", alert.pk)
 
 
 def global_stop_set(*, engaged: bool, reason: str, actor) -> GlobalStop:
@@ -495,3 +525,138 @@ def global_stop_set(*, engaged: bool, reason: str, actor) -> GlobalStop:
             data={"reason": reason},
         )
     return stop
+
+
+# --- credentials and kill switches ---------------------------------------------------------
+
+
+def agent_key_rotate(
+    *,
+    key: AgentKey,
+    actor: Any = None,
+    overlap_hours: int | None = None,
+    expires_in_days: int | None = 90,
+) -> IssuedKey:
+    """Issue a new key; the old one keeps working for the overlap window, then stops."""
+    overlap = timedelta(
+        hours=overlap_hours
+        if overlap_hours is not None
+        else django_settings.AISPM_KEY_ROTATION_OVERLAP_HOURS
+    )
+    with transaction.atomic():
+        old = AgentKey.objects.select_for_update().get(pk=key.pk)
+        if old.revoked_at is not None and old.revoked_at <= timezone.now():
+            raise ValueError("This key is already revoked; issue a new one instead.")
+        issued = agent_key_issue(
+            agent=old.agent, issued_by=actor, expires_in_days=expires_in_days, label=old.label
+        )
+        stops = timezone.now() + overlap
+        if old.revoked_at is None or old.revoked_at > stops:
+            old.revoked_at = stops
+            old.save(update_fields=["revoked_at"])
+        audit_record(
+            event="agent_key.rotated",
+            actor=actor,
+            target=old.agent,
+            data={"old_key_id": old.pk, "new_key_id": issued.key.pk, "old_key_stops_at": stops},
+        )
+    return issued
+
+
+def agent_key_revoke(*, key: AgentKey, actor: Any = None, reason: str = "") -> AgentKey:
+    """Revoke a key at once."""
+    with transaction.atomic():
+        key = AgentKey.objects.select_for_update().get(pk=key.pk)
+        now = timezone.now()
+        if key.revoked_at is not None and key.revoked_at <= now:
+            return key
+        key.revoked_at = now
+        key.save(update_fields=["revoked_at"])
+        audit_record(
+            event="agent_key.revoked",
+            actor=actor,
+            target=key.agent,
+            data={"key_id": key.pk, "prefix": key.prefix, "reason": reason},
+        )
+    return key
+
+
+def agent_suspend(*, agent: Agent, actor: Any = None, reason: str) -> Agent:
+    """The per-agent kill switch: new submissions get 403, queued releases are blocked,
+    pending decisions are frozen."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValueError("Say why the agent is suspended.")
+    with transaction.atomic():
+        agent = Agent.objects.select_for_update().get(pk=agent.pk)
+        if agent.status == Agent.Status.SUSPENDED:
+            return agent
+        agent.status = Agent.Status.SUSPENDED
+        agent.suspended_reason = reason
+        agent.updated_at = timezone.now()
+        agent.save(update_fields=["status", "suspended_reason", "updated_at"])
+        audit_record(event="agent.suspended", actor=actor, target=agent, data={"reason": reason})
+    return agent
+
+
+def agent_resume(*, agent: Agent, actor: Any = None, reason: str = "") -> Agent:
+    with transaction.atomic():
+        agent = Agent.objects.select_for_update().get(pk=agent.pk)
+        if agent.status == Agent.Status.ACTIVE:
+            return agent
+        agent.status = Agent.Status.ACTIVE
+        agent.suspended_reason = ""
+        agent.updated_at = timezone.now()
+        agent.save(update_fields=["status", "suspended_reason", "updated_at"])
+        audit_record(event="agent.resumed", actor=actor, target=agent, data={"reason": reason})
+    return agent
+
+
+def alert_acknowledge(*, alert: Alert, actor, comment: str = "") -> Alert:
+    with transaction.atomic():
+        alert = Alert.objects.select_for_update().get(pk=alert.pk)
+        if alert.acknowledged_at is not None:
+            return alert
+        alert.acknowledged_at = timezone.now()
+        alert.acknowledged_by = _user_or_none(actor)
+        alert.acknowledgement = comment
+        alert.save(update_fields=["acknowledged_at", "acknowledged_by", "acknowledgement"])
+        audit_record(
+            event="alert.acknowledged", actor=actor, target=alert, data={"comment": comment}
+        )
+    return alert
+
+
+def key_age_alerts(*, now=None) -> list[Alert]:
+    """Alert on keys that expire soon or are older than the maximum age (once per key)."""
+    now = now or timezone.now()
+    soon = now + timedelta(days=django_settings.AISPM_KEY_EXPIRY_WARNING_DAYS)
+    too_old = now - timedelta(days=django_settings.AISPM_KEY_MAX_AGE_DAYS)
+    live = (
+        AgentKey.objects.filter(Q(revoked_at__isnull=True) | Q(revoked_at__gt=now))
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .select_related("agent")
+    )
+    raised = []
+    for key in live.filter(Q(expires_at__lte=soon) | Q(created_at__lte=too_old)):
+        kind = "key_expiring" if key.expires_at and key.expires_at <= soon else "key_too_old"
+        subject = f"key:{key.pk}:{kind}"
+        if Alert.objects.filter(subject=subject).exists():
+            continue
+        message = (
+            f"Key {key.prefix}… of {key.agent.slug} expires {key.expires_at:%Y-%m-%d}; rotate it."
+            if kind == "key_expiring"
+            else f"Key {key.prefix}… of {key.agent.slug} is older than "
+            f"{django_settings.AISPM_KEY_MAX_AGE_DAYS} days; rotate it."
+        )
+        raised.append(
+            alert_raise(
+                severity="medium",
+                kind=kind,
+                agent=key.agent,
+                subject=subject,
+                message=message,
+                evidence={"key_id": key.pk, "prefix": key.prefix},
+            )
+        )
+    return raised

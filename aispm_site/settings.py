@@ -293,6 +293,10 @@ AISPM_RELEASE_MAX_ATTEMPTS = env_int("AISPM_RELEASE_MAX_ATTEMPTS", 5, minimum=1)
 AISPM_RELEASE_BACKOFF_SECONDS = env_int("AISPM_RELEASE_BACKOFF_SECONDS", 2, minimum=1)
 AISPM_RELEASE_LEASE_SECONDS = env_int("AISPM_RELEASE_LEASE_SECONDS", 120, minimum=1)
 AISPM_RELEASE_SWEEP_AFTER_SECONDS = env_int("AISPM_RELEASE_SWEEP_AFTER_SECONDS", 60, minimum=1)
+# Keys: rotation overlap, expiry warning, maximum age.
+AISPM_KEY_ROTATION_OVERLAP_HOURS = env_int("AISPM_KEY_ROTATION_OVERLAP_HOURS", 24, minimum=0)
+AISPM_KEY_EXPIRY_WARNING_DAYS = env_int("AISPM_KEY_EXPIRY_WARNING_DAYS", 14, minimum=1)
+AISPM_KEY_MAX_AGE_DAYS = env_int("AISPM_KEY_MAX_AGE_DAYS", 180, minimum=1)
 # Alert when a newly activated behaviour version's rejection rate exceeds the
 # previous version's by this margin, once it has this many reviewed decisions.
 AISPM_REGRESSION_MARGIN = env_int("AISPM_REGRESSION_MARGIN_PERCENT", 15, minimum=1) / 100

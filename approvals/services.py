@@ -158,6 +158,10 @@ def _check_reviewer(*, decision: Decision, reviewer) -> None:
     if not decision.is_pending:
         by = f" by {decision.decided_by.get_username()}" if decision.decided_by else ""
         raise DecisionConflict(f"Already {decision.status}{by}.", decision=decision)
+    if decision.agent.status != Agent.Status.ACTIVE:
+        raise ReviewNotAllowed(
+            f"{decision.agent.slug} is suspended, so its pending decisions are frozen."
+        )
     if decision.agent.owner_id is not None and decision.agent.owner_id == reviewer.pk:
         raise ReviewNotAllowed("You own this agent, so you cannot review its decisions.")
     if decision.reviews.filter(reviewer=reviewer).exists():

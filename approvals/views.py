@@ -63,7 +63,10 @@ def _detail_context(request: HttpRequest, decision: Decision | None, **extra) ->
         "params_hash": services.params_fingerprint(shown),
         "approvals": approvals,
         "record": selectors.agent_record(decision=decision),
-        "can_act": decision.is_pending and not own_agent and not already,
+        "can_act": decision.is_pending
+        and not own_agent
+        and not already
+        and decision.agent.status == decision.agent.Status.ACTIVE,
         "own_agent": own_agent,
         "already_reviewed": already,
         "reject_form": extra.pop("reject_form", None) or RejectForm(),
