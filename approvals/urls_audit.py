@@ -2,7 +2,14 @@ from django.urls import path
 
 from audit import views as audit_views
 
+from . import exports, trails
+
 app_name = "audit"
 urlpatterns = [
+    path("", trails.search, name="search"),
+    path("decisions/<uuid:decision_id>/", trails.trail, name="trail"),
+    path("export.csv", exports.export_csv, name="export-csv"),
+    path("export.jsonl", exports.export_jsonl, name="export-jsonl"),
+    path("exports/<int:event_id>/manifest.json", exports.export_manifest, name="manifest"),
     path("verification/", audit_views.verification, name="verification"),
 ]
