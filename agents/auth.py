@@ -51,6 +51,16 @@ def _key_by_hash(digest: str) -> AgentKey | None:
     return key
 
 
+def _watch_address(agent: Agent, ip: str | None) -> None:
+    from .anomaly_rules import with_defaults
+    from .services import address_seen, new_ip_respond
+
+    rules = [with_defaults(r) for r in agent.anomaly_rules if r.get("rule") == "new_ip"]
+    if rules and address_seen(agent=agent, ip=ip):
+        for rule in rules:
+            new_ip_respond(agent=agent, ip=ip, rule=rule)
+
+
 class AgentKeyAuthentication(authentication.BaseAuthentication):
     """Identify the calling agent from its key, and nothing else.
 
@@ -79,7 +89,10 @@ class AgentKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("The key has been revoked.")
         if key.expires_at is not None and key.expires_at <= now:
             raise exceptions.AuthenticationFailed("The key has expired.")
-        self._touch(key, now=now, ip=_client_ip(request))
+        ip = _client_ip(request)
+        self._touch(key, now=now, ip=ip)
+        if key.agent.anomaly_rules:
+            _watch_address(key.agent, ip)
         return (key.agent, key)
 
     def authenticate_header(self, request):

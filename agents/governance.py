@@ -27,6 +27,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from . import crypto, services
+from .anomaly_rules import validate_anomaly_rules
 from .models import ActionType, Agent, Outcome, Risk
 from .policy_rules import validate_constraint, validate_policy
 
@@ -78,6 +79,7 @@ FILE_SCHEMA = {
                 "risk": {"enum": Risk.values},
                 "default_outcome": {"enum": Outcome.values},
                 "connector": {"$ref": "#/$defs/connector"},
+                "anomalies": {"type": "array", "items": {"type": "object"}},
             },
         },
         "connector": {
@@ -118,6 +120,7 @@ FILE_SCHEMA = {
                 "callback_url": {"type": ["string", "null"], "maxLength": 500},
                 "grants": {"type": "array", "items": {"$ref": "#/$defs/grant"}},
                 "behaviour": {"$ref": "#/$defs/behaviour"},
+                "anomalies": {"type": "array", "items": {"type": "object"}},
             },
         },
         "grant": {
@@ -426,6 +429,10 @@ def _semantic_problems(data: dict) -> list[tuple[str, str]]:
         connector = spec.get("connector")
         if isinstance(connector, dict):
             problems += _connector_problems(connector, f"{here}.connector")
+        if isinstance(spec.get("anomalies"), list):
+            problems += validate_anomaly_rules(
+                spec["anomalies"], path=f"{here}.anomalies", known_actions=irreversible
+            )
 
     user_model = get_user_model()
     seen_slugs: dict = {}
@@ -472,6 +479,10 @@ def _semantic_problems(data: dict) -> list[tuple[str, str]]:
                         (p.path, p.message)
                         for p in validate_constraint(constraint, path=f"{there}.constraint")
                     ]
+        if isinstance(spec.get("anomalies"), list):
+            problems += validate_anomaly_rules(
+                spec["anomalies"], path=f"{here}.anomalies", known_actions=irreversible
+            )
         behaviour = spec.get("behaviour")
         if isinstance(behaviour, dict) and "policy" in behaviour:
             problems += [
@@ -571,6 +582,10 @@ def _apply_action_type(spec: dict, *, actor, dry_run: bool) -> list[str]:
         lines.append(f"created action type {key}")
     elif result.changed:
         lines.append(f"updated action type {key}: {_file_fields(result.changed)}")
+    if "anomalies" in spec and services.anomaly_rules_set(
+        target=result.instance, rules=spec["anomalies"], actor=actor
+    ):
+        lines.append(f"updated action type {key}: anomalies")
     if result.generated_secret:
         lines.append(
             f"would generate a webhook secret for {key}"
@@ -642,6 +657,10 @@ def _apply_agent(spec: dict, *, actor, source: str, dry_run: bool = False) -> li
         lines.append(f"created agent {agent.slug}")
     elif result.changed:
         lines.append(f"updated agent {agent.slug}: {_file_fields(result.changed)}")
+    if "anomalies" in spec and services.anomaly_rules_set(
+        target=agent, rules=spec["anomalies"], actor=actor
+    ):
+        lines.append(f"updated agent {agent.slug}: anomalies")
     callback_secret = services.agent_callback_secret_ensure(agent=agent, actor=actor)
     if callback_secret:
         lines.append(

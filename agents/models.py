@@ -41,6 +41,7 @@ class ActionType(models.Model):
         max_length=10, choices=Connector.choices, default=Connector.NONE
     )
     connector_config = models.JSONField(default=dict, blank=True)
+    anomaly_rules = models.JSONField(default=list, blank=True)
     # Fernet token of an inline or generated connector secret; never clear text.
     connector_secret_encrypted = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -96,6 +97,10 @@ class Agent(models.Model):
     # Bumped whenever the agent's grants or a granted action type change, so that
     # per-process scope caches can tell, from the key lookup alone, that they are stale.
     scope_version = models.PositiveIntegerField(default=1)
+    anomaly_rules = models.JSONField(default=list, blank=True)
+    # Set by a force_review anomaly: until then nothing of this agent is auto-allowed.
+    force_review_until = models.DateTimeField(null=True, blank=True)
+    force_review_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -246,3 +251,33 @@ class GlobalStop(models.Model):
 
     def __str__(self):
         return "engaged" if self.engaged else "lifted"
+
+
+class SeenDestination(models.Model):
+    """A destination (email domain or URL host) a reviewer has approved for an agent."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="destinations")
+    value = models.CharField(max_length=255)
+    first_seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "value"], name="destination_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.agent.slug} → {self.value}"
+
+
+class SeenAddress(models.Model):
+    """An IP address an agent's keys have been used from."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="addresses")
+    ip = models.GenericIPAddressField()
+    first_seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["agent", "ip"], name="address_unique")]
+
+    def __str__(self):
+        return f"{self.agent.slug} from {self.ip}"

@@ -72,6 +72,8 @@ class Decision(models.Model):
         db_persist=True,
     )
     bulk_allowed = models.BooleanField(default=False)
+    # Anomaly signals that fired on this decision: [{"rule": ..., "message": ...}].
+    anomalies = models.JSONField(default=list, blank=True)
     required_approvals = models.PositiveSmallIntegerField(default=1)
     behaviour_version = models.PositiveIntegerField(null=True, blank=True)
 

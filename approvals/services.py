@@ -1,6 +1,7 @@
 """Writes on decisions. Every transition is a conditional update and is audited."""
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -21,7 +22,7 @@ from agents.services import alert_raise
 from agents.summary import render_summary
 from audit.services import audit_record
 
-from . import policy, ratelimit, scope
+from . import anomalies, policy, ratelimit, scope
 from .models import Decision, ReleaseAttempt, Review
 
 log = logging.getLogger(__name__)
@@ -71,10 +72,13 @@ def decision_create(
     idempotency_key: str | None = None,
     request_hash: str = "",
     external_ref: str = "",
+    anomaly_signals: list = (),
 ) -> Decision:
     """Route a proposed action through the agent's active policy and store it.
 
     Scope, rate and schema checks happen before this, in the submission pipeline.
+    Anomaly signals, and an agent under a force-review anomaly, turn an allow into
+    a review, say why, and raise the risk; they never lower it.
     """
     evidence = evidence or {}
     version = active_behaviour(agent)
@@ -87,6 +91,22 @@ def decision_create(
         confidence=confidence,
     )
     now = timezone.now()
+    notes = [signal.as_json() for signal in anomaly_signals]
+    if agent.force_review_until and agent.force_review_until > now:
+        notes.append(
+            {"rule": "force_review", "action": "force_review", "message": agent.force_review_reason}
+        )
+    if notes:
+        explanation = route.explanation
+        if route.outcome == Outcome.ALLOW and any(n["action"] != "alert" for n in notes):
+            explanation += " Routed to review by anomaly detection."
+            route = dataclasses.replace(route, outcome=Outcome.REVIEW, bulk=False)
+        route = dataclasses.replace(
+            route,
+            explanation=explanation,
+            risk=anomalies.raised_risk(route.risk, notes),
+            bulk=False,
+        )
     status = {
         Outcome.ALLOW: Decision.Status.APPROVED,
         Outcome.DENY: Decision.Status.DENIED,
@@ -112,6 +132,7 @@ def decision_create(
             policy_explanation=route.explanation,
             risk=route.risk,
             bulk_allowed=route.bulk,
+            anomalies=notes,
             required_approvals=route.approvals,
             behaviour_version=version.number if version else None,
             created_at=now,
@@ -267,6 +288,7 @@ def decision_approve(
             target=decision,
             data={"approvals": approvals, "approved_params": decision.approved_params},
         )
+        anomalies.remember_destinations(decision=decision)
         _enqueue_release(decision)
         _notify(decision, "approved")
     return decision
@@ -656,7 +678,14 @@ def _checked_submission(
             details={"constraint": [grant.constraint]},
             audit_event="decision.out_of_scope",
         )
-    return decision_create(
+    watched = bool(agent.anomaly_rules or action_type.anomaly_rules)
+    now = timezone.now()
+    signals = (
+        anomalies.at_submission(agent=agent, action_type=action_type, params=params, now=now)
+        if watched
+        else []
+    )
+    decision = decision_create(
         agent=agent,
         action_type=action_type,
         params=params,
@@ -667,7 +696,13 @@ def _checked_submission(
         idempotency_key=idempotency_key,
         request_hash=request_hash,
         external_ref=external_ref,
+        anomaly_signals=signals,
     )
+    if watched and decision.status == Decision.Status.DENIED:
+        signals += anomalies.after_denial(agent=agent, now=now)
+    if signals:
+        anomalies.respond(agent=agent, signals=signals, now=now)
+    return decision
 
 
 def decision_submit(
@@ -733,6 +768,13 @@ def decision_submit(
                         "message": refusal.message,
                         "key_id": key.pk,
                     },
+                )
+            if refusal.code == "out_of_scope" and agent.anomaly_rules:
+                now = timezone.now()
+                anomalies.respond(
+                    agent=agent,
+                    signals=anomalies.after_out_of_scope(agent=agent, now=now),
+                    now=now,
                 )
         raise
     return Submission(decision, created=True)

@@ -150,3 +150,27 @@ def verify_audit_chain() -> bool:
             evidence={"first_broken_id": report.first_broken_id, "problem": report.problem},
         )
     return report.ok
+
+
+@shared_task(ignore_result=True)
+def detect_rate_spikes() -> int:
+    """Compare each watched agent's recent submission rate with its rolling baseline."""
+    from agents.models import Agent
+
+    from . import anomalies
+
+    fired = 0
+    now = timezone.now()
+    for agent in Agent.objects.exclude(anomaly_rules=[]):
+        signals = anomalies.rate_spike(agent=agent, now=now)
+        if signals:
+            anomalies.respond(agent=agent, signals=signals, now=now)
+            fired += len(signals)
+    return fired
+
+
+@shared_task(ignore_result=True)
+def check_key_ages() -> int:
+    from agents.services import key_age_alerts
+
+    return len(key_age_alerts())

@@ -1,0 +1,234 @@
+"""Anomaly detection on agent behaviour.
+
+Cheap rules run inline at submission (new destination, split transactions), at a
+refusal (out-of-scope attempts) or after a denial (denial burst); the rolling
+submission-rate baseline runs in beat. A rule that fires raises an alert and, as
+configured, forces human review or suspends the agent. See agents.anomaly_rules
+for the configuration.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from django.db import transaction
+from django.db.models import FloatField, Sum
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
+
+from agents.anomaly_rules import parse_duration, with_defaults
+from agents.models import ActionType, Agent, Alert, SeenDestination
+from agents.services import agent_suspend, alert_raise
+from audit.models import AuditEvent
+
+from .models import Decision
+
+RISK_ORDER = ["low", "medium", "high", "critical"]
+NOT_COUNTED = [
+    Decision.Status.DENIED,
+    Decision.Status.REJECTED,
+    Decision.Status.CANCELLED,
+    Decision.Status.EXPIRED,
+]
+
+
+@dataclass(frozen=True)
+class Signal:
+    rule: dict
+    message: str
+    evidence: dict = field(default_factory=dict)
+
+    @property
+    def forces_review(self) -> bool:
+        return self.rule["action"] in ("force_review", "suspend")
+
+    def as_json(self) -> dict:
+        return {"rule": self.rule["rule"], "action": self.rule["action"], "message": self.message}
+
+
+def rules_for(agent: Agent, action_type: ActionType | None = None, kind: str = "") -> list[dict]:
+    rules = [with_defaults(rule) for rule in agent.anomaly_rules or []]
+    if action_type is not None:
+        rules += [
+            with_defaults({**rule, "for_action": action_type.key})
+            for rule in action_type.anomaly_rules or []
+        ]
+    return [
+        rule
+        for rule in rules
+        if (not kind or rule["rule"] == kind)
+        and (action_type is None or rule.get("for_action") in (None, action_type.key))
+    ]
+
+
+def destinations(params: dict, names: list[str]) -> set[str]:
+    """Email domains and URL hosts found in the named params."""
+    found = set()
+    for name in names:
+        value = params.get(name)
+        for item in value if isinstance(value, list) else [value]:
+            if not isinstance(item, str) or not item:
+                continue
+            if "@" in item and "://" not in item:
+                found.add(item.rsplit("@", 1)[1].strip().lower())
+            elif "://" in item:
+                host = urlsplit(item).hostname
+                if host:
+                    found.add(host.lower())
+    return {value[:255] for value in found if value}
+
+
+def at_submission(
+    *, agent: Agent, action_type: ActionType, params: dict, now: datetime
+) -> list[Signal]:
+    signals = []
+    for rule in rules_for(agent, action_type):
+        if rule["rule"] == "new_destination":
+            wanted = destinations(params, rule["params"])
+            if not wanted:
+                continue
+            seen = set(
+                SeenDestination.objects.filter(agent=agent, value__in=wanted).values_list(
+                    "value", flat=True
+                )
+            )
+            new = sorted(wanted - seen)
+            if new:
+                signals.append(
+                    Signal(
+                        rule,
+                        f"New destination never approved for this agent: {', '.join(new)}.",
+                        {"destinations": new},
+                    )
+                )
+        elif rule["rule"] == "split_transactions":
+            amount = params.get(rule["param"])
+            if isinstance(amount, bool) or not isinstance(amount, (int, float)):
+                continue
+            window = parse_duration(rule["window"])
+            earlier = (
+                Decision.objects.filter(
+                    agent=agent, action_type=action_type, created_at__gte=now - window
+                )
+                .exclude(status__in=NOT_COUNTED)
+                .aggregate(total=Sum(Cast(KT(f"params__{rule['param']}"), FloatField())))["total"]
+                or 0
+            )
+            if earlier + amount > rule["threshold"]:
+                signals.append(
+                    Signal(
+                        rule,
+                        f"{rule['param']} adds up to {earlier + amount:g} within {rule['window']}, "
+                        f"over the {rule['threshold']:g} threshold: possible split transactions.",
+                        {"total": earlier + amount, "threshold": rule["threshold"]},
+                    )
+                )
+    return signals
+
+
+def _bucket(now: datetime, window: timedelta) -> int:
+    return int(now.timestamp() // window.total_seconds())
+
+
+def after_out_of_scope(*, agent: Agent, now: datetime) -> list[Signal]:
+    signals = []
+    for rule in rules_for(agent, kind="out_of_scope"):
+        window = parse_duration(rule["window"])
+        attempts = AuditEvent.objects.filter(
+            event="decision.out_of_scope",
+            target_type="agents.agent",
+            target_id=str(agent.pk),
+            created_at__gte=now - window,
+        ).count()
+        if attempts >= rule["threshold"]:
+            signals.append(
+                Signal(
+                    rule,
+                    f"{attempts} out-of-scope attempts within {rule['window']}.",
+                    {"attempts": attempts, "bucket": _bucket(now, window)},
+                )
+            )
+    return signals
+
+
+def after_denial(*, agent: Agent, now: datetime) -> list[Signal]:
+    signals = []
+    for rule in rules_for(agent, kind="denial_burst"):
+        window = parse_duration(rule["window"])
+        denials = Decision.objects.filter(
+            agent=agent, status=Decision.Status.DENIED, created_at__gte=now - window
+        ).count()
+        if denials >= rule["threshold"]:
+            signals.append(
+                Signal(
+                    rule,
+                    f"{denials} decisions denied by policy within {rule['window']}.",
+                    {"denials": denials, "bucket": _bucket(now, window)},
+                )
+            )
+    return signals
+
+
+def rate_spike(*, agent: Agent, now: datetime) -> list[Signal]:
+    """Submissions in the last window against the rolling baseline of earlier windows."""
+    signals = []
+    for rule in rules_for(agent, kind="rate_spike"):
+        window, baseline = parse_duration(rule["window"]), parse_duration(rule["baseline"])
+        recent = Decision.objects.filter(agent=agent, created_at__gte=now - window).count()
+        if recent < rule["min_count"]:
+            continue
+        before = Decision.objects.filter(
+            agent=agent, created_at__gte=now - baseline, created_at__lt=now - window
+        ).count()
+        windows = max((baseline - window) / window, 1)
+        usual = before / windows
+        if recent > rule["factor"] * max(usual, 1):
+            signals.append(
+                Signal(
+                    rule,
+                    f"{recent} submissions in {rule['window']}, {recent / max(usual, 1):.1f}× "
+                    f"the usual {usual:.1f}.",
+                    {"recent": recent, "usual": usual, "bucket": _bucket(now, window)},
+                )
+            )
+    return signals
+
+
+def respond(*, agent: Agent, signals: list[Signal], now: datetime) -> None:
+    """Raise one alert per signal (per window), then force review or suspend as configured."""
+    for signal in signals:
+        rule = signal.rule
+        subject = f"{agent.pk}:{rule['rule']}:{signal.evidence.get('bucket', now.isoformat())}"
+        with transaction.atomic():
+            if not Alert.objects.filter(subject=subject).exists():
+                alert_raise(
+                    severity=rule["severity"],
+                    kind=f"anomaly.{rule['rule']}",
+                    agent=agent,
+                    subject=subject,
+                    message=f"{agent.slug}: {signal.message}",
+                    evidence={**signal.evidence, "rule": rule},
+                )
+            if rule["action"] == "force_review":
+                window = parse_duration(rule.get("window", "1h"))
+                Agent.objects.filter(pk=agent.pk).update(
+                    force_review_until=now + window, force_review_reason=signal.message
+                )
+            elif rule["action"] == "suspend":
+                agent_suspend(agent=agent, reason=f"Anomaly {rule['rule']}: {signal.message}")
+
+
+def raised_risk(risk: str, anomalies: list) -> str:
+    """Anomalies may raise a decision's risk but never lower it."""
+    if not anomalies:
+        return risk
+    return max(risk, "high", key=RISK_ORDER.index)
+
+
+def remember_destinations(*, decision: Decision) -> None:
+    """Once people approve a decision, its destinations count as seen for the agent."""
+    rules = rules_for(decision.agent, decision.action_type, kind="new_destination")
+    params = decision.approved_params or decision.params
+    names = sorted({name for rule in rules for name in rule["params"]})
+    for value in destinations(params, names):
+        SeenDestination.objects.get_or_create(agent=decision.agent, value=value)
