@@ -6,7 +6,7 @@
       - {rule: new_destination, params: [to, cc], action: force_review}
       - {rule: denial_burst, threshold: 5, window: 15m}
       - {rule: split_transactions, for_action: payment.transfer, param: amount,
-         threshold: 10000, window: 1h, action: force_review}
+         group_by: beneficiary, threshold: 10000, window: 1h, action: force_review}
       - {rule: new_ip, action: alert}
 
 `action` is what happens when the rule fires: alert (the default), force_review
@@ -35,6 +35,7 @@ RULES = {
     "denial_burst": {"threshold": ("count", True, None), "window": ("duration", False, "15m")},
     "split_transactions": {
         "param": ("name", False, "amount"),
+        "group_by": ("name", False, None),
         "threshold": ("number", True, None),
         "window": ("duration", False, "1h"),
     },

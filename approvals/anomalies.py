@@ -102,28 +102,44 @@ def at_submission(
                     )
                 )
         elif rule["rule"] == "split_transactions":
-            amount = params.get(rule["param"])
-            if isinstance(amount, bool) or not isinstance(amount, (int, float)):
-                continue
-            window = parse_duration(rule["window"])
-            earlier = (
-                Decision.objects.filter(
-                    agent=agent, action_type=action_type, created_at__gte=now - window
-                )
-                .exclude(status__in=NOT_COUNTED)
-                .aggregate(total=Sum(Cast(KT(f"params__{rule['param']}"), FloatField())))["total"]
-                or 0
-            )
-            if earlier + amount > rule["threshold"]:
-                signals.append(
-                    Signal(
-                        rule,
-                        f"{rule['param']} adds up to {earlier + amount:g} within {rule['window']}, "
-                        f"over the {rule['threshold']:g} threshold: possible split transactions.",
-                        {"total": earlier + amount, "threshold": rule["threshold"]},
-                    )
-                )
+            signal = _split(rule, agent=agent, action_type=action_type, params=params, now=now)
+            if signal:
+                signals.append(signal)
     return signals
+
+
+def _split(rule: dict, *, agent, action_type, params: dict, now: datetime) -> Signal | None:
+    """Several amounts below the threshold that add up past it within the window,
+    optionally to the same recipient (`group_by`): the classic way around a limit."""
+    amount = params.get(rule["param"])
+    if isinstance(amount, bool) or not isinstance(amount, (int, float)):
+        return None
+    if amount >= rule["threshold"]:
+        return None  # one large amount is not a split; policy routes it on its own
+    window = parse_duration(rule["window"])
+    same = Decision.objects.filter(
+        agent=agent, action_type=action_type, created_at__gte=now - window
+    ).exclude(status__in=NOT_COUNTED)
+    group = rule.get("group_by")
+    if group:
+        if not isinstance(params.get(group), str):
+            return None
+        same = same.filter(**{f"params__{group}": params[group]})
+    earlier = (
+        same.annotate(value=Cast(KT(f"params__{rule['param']}"), FloatField()))
+        .filter(value__lt=rule["threshold"])
+        .aggregate(total=Sum("value"))["total"]
+        or 0
+    )
+    if not earlier or earlier + amount <= rule["threshold"]:
+        return None
+    target = f" to {group} {params[group]}" if group else ""
+    return Signal(
+        rule,
+        f"{rule['param']} adds up to {earlier + amount:g}{target} within {rule['window']}, "
+        f"over the {rule['threshold']:g} threshold: possible split transactions.",
+        {"total": earlier + amount, "threshold": rule["threshold"]},
+    )
 
 
 def _bucket(now: datetime, window: timedelta) -> int:
@@ -209,7 +225,9 @@ def respond(*, agent: Agent, signals: list[Signal], now: datetime) -> None:
                     message=f"{agent.slug}: {signal.message}",
                     evidence={**signal.evidence, "rule": rule},
                 )
-            if rule["action"] == "force_review":
+            if rule["action"] == "force_review" and rule["rule"] != "new_destination":
+                # Burst rules, and split transactions ("the rest"), hold the agent's next
+                # decisions for the window; a new destination holds only its own.
                 window = parse_duration(rule.get("window", "1h"))
                 Agent.objects.filter(pk=agent.pk).update(
                     force_review_until=now + window, force_review_reason=signal.message

@@ -47,7 +47,8 @@ def diff_versions(left, right) -> VersionDiff:
     new_rules = {str(rule.get("id")): rule for rule in right.policy}
     for rule_id in list(old_rules) + [r for r in new_rules if r not in old_rules]:
         if rule_id not in new_rules:
-            result.rules.append(("removed", rule_id, []))
+            removed = [(key, _show(value), "") for key, value in sorted(old_rules[rule_id].items())]
+            result.rules.append(("removed", rule_id, removed))
         elif rule_id not in old_rules:
             added = [(key, _show(value), "") for key, value in sorted(new_rules[rule_id].items())]
             result.rules.append(("added", rule_id, added))

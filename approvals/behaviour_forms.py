@@ -26,6 +26,10 @@ class BehaviourVersionForm(forms.Form):
         help_text="What changed and why; shown in the version history.",
     )
 
+    def clean_instructions(self):
+        # Browsers send textarea line breaks as CRLF; agents get the text as written.
+        return self.cleaned_data["instructions"].replace("\r\n", "\n").replace("\r", "\n")
+
     def clean_settings(self):
         try:
             value = json.loads(self.cleaned_data["settings"] or "{}")

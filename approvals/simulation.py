@@ -749,17 +749,6 @@ class Deck:
             agent, generator = self.round.pop()
             if agent in available:
                 return generator(self.rng)
-        for _ in range(2 * len(self.cards) + 1):
-            if not self.round:
-                self.round = self.cards[:]
-                self.rng.shuffle(self.round)
-            agent, generator = self.round.pop()
-            if agent is None:
-                agent = self.rng.choice(sorted(available))
-                generator = OUT_OF_SCOPE_GENERATORS[agent]
-            if agent in available:
-                return generator(self.rng)
-        return None
 
 
 # HTTP
