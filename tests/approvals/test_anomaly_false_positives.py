@@ -17,6 +17,7 @@ from django.utils import timezone
 from agents.models import Agent, Alert
 from agents.services import agent_key_issue
 from approvals import services
+from approvals.management.commands.seed_demo import DEMO_CONFIG
 from approvals.models import Decision
 from approvals.simulation import MIX
 from tests.factories import UserFactory, reviewer
@@ -27,7 +28,7 @@ REQUESTS = 480
 
 def test_the_demo_rules_rarely_fire_on_normal_traffic(capsys):
     UserFactory(username="agentadmin")
-    call_command("apply_governance", "demo/governance.yaml", stdout=io.StringIO())
+    call_command("apply_governance", str(DEMO_CONFIG), stdout=io.StringIO())
     keys = {agent.slug: agent_key_issue(agent=agent).key for agent in Agent.objects.all()}
     people = [reviewer() for _ in range(3)]
     rng = random.Random(7)
