@@ -7,12 +7,11 @@ what waits for them, as a team clearing its inbox would.
 
 import io
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
 from django.core.management import call_command
-from django.utils import timezone
 
 from agents.models import Agent, Alert
 from agents.services import agent_key_issue
@@ -33,7 +32,8 @@ def test_the_demo_rules_rarely_fire_on_normal_traffic(capsys):
     people = [reviewer() for _ in range(3)]
     rng = random.Random(7)
     cards = [(agent, gen) for agent, mix in MIX.items() for gen, count in mix for _ in range(count)]
-    start = timezone.now()
+    # A fixed start keeps the hourly rate-limit windows, and so the run, deterministic.
+    start = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
     forced = 0
     for n in range(REQUESTS):
         agent, generator = rng.choice(cards)
@@ -69,6 +69,8 @@ def test_the_demo_rules_rarely_fire_on_normal_traffic(capsys):
         )
     # Suspensions and burst alerts must never fire on normal traffic.
     assert not Agent.objects.filter(status=Agent.Status.SUSPENDED).exists()
-    assert not alerts.exclude(kind="anomaly.new_destination").exists()
-    # New destinations are expected while reviewers build up the seen set, then fade.
-    assert alerts.count() / REQUESTS < 0.05
+    bursts = ["anomaly.out_of_scope", "anomaly.denial_burst", "anomaly.rate_spike"]
+    assert not alerts.filter(kind__in=bursts).exists()
+    # New destinations are expected while reviewers build up the seen set, then fade;
+    # two payments to one supplier within the hour can look like a split.
+    assert alerts.count() / REQUESTS < 0.02
