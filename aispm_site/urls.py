@@ -14,6 +14,7 @@ urlpatterns = [
     path("", include("approvals.urls")),
     path("audit/", include("approvals.urls_audit")),
     path("agents/", include("approvals.urls_agents")),
+    path("security/", include("approvals.urls_security")),
     path("api/v1/", include("approvals.urls_api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view loads its init script from a URL, so the CSP needs no inline script.
