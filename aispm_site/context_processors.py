@@ -29,6 +29,12 @@ WORKSPACES = [
         "Scopes, keys, behaviour versions and anomaly alerts.",
     ),
     Workspace(
+        "Alerts",
+        "security:alerts",
+        roles.MANAGE_AGENTS_PERMISSION,
+        "Anomalies, failed releases and key expiries, to acknowledge.",
+    ),
+    Workspace(
         "Audit",
         "audit:search",
         roles.AUDIT_PERMISSION,
@@ -69,3 +75,12 @@ def navigation(request):
         workspace["current"] = path.startswith(workspace["url"])
         items.append(workspace)
     return {"nav_items": items}
+
+
+def global_stop(request):
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {}
+    from agents.selectors import global_stop_engaged
+
+    return {"global_stop_engaged": global_stop_engaged()}

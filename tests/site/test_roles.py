@@ -123,7 +123,7 @@ def test_agent_admins_can_manage_agents_but_not_review_or_export():
     ("make_user", "expected"),
     [
         (reviewer, ["Inbox"]),
-        (agent_admin, ["Agents"]),
+        (agent_admin, ["Agents", "Alerts"]),
         (auditor, ["Audit"]),
         (UserFactory, []),
     ],
@@ -154,7 +154,7 @@ def test_a_user_with_two_roles_sees_both_links(client):
 def test_superuser_sees_every_link_and_admin(client):
     user = UserFactory(is_superuser=True, is_staff=True)
 
-    assert nav_labels(client, user) == ["Inbox", "Agents", "Audit", "Admin"]
+    assert nav_labels(client, user) == ["Inbox", "Agents", "Alerts", "Audit", "Admin"]
 
 
 @pytest.mark.usefixtures("workspace_urls")
