@@ -74,6 +74,23 @@ def compact_json(value) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def compact_json_text(text: str | None) -> str:
+    """JSON text as compact JSON, like compact_json(json.loads(text)).
+
+    Databases write JSON with ", " and ": " between items and no other whitespace
+    outside strings. When no quote is escaped, every quote opens or closes a string,
+    so the spaces can be dropped from the stretches between strings without decoding
+    the document; \\u escapes (non-ASCII text kept as escapes) take the slow path.
+    """
+    if text is None:
+        return ""
+    if '\\"' in text or "\\u" in text:
+        return compact_json(json.loads(text))
+    parts = text.split('"')
+    parts[::2] = [part.replace(", ", ",").replace(": ", ":") for part in parts[::2]]
+    return '"'.join(parts)
+
+
 def _text(value) -> str:
     return "" if value is None else str(value)
 
@@ -100,6 +117,7 @@ def csv_parts(filters: TrailFilters) -> Iterator[tuple[bytes, int]]:
     writer.writerow(CSV_COLUMNS)
     yield sink.drain(), 0
     for chunk in trail_selectors.export_chunks(filters=filters):
+        reviews, hashes = chunk.reviews, chunk.audit_hashes
         for (
             pk,
             created_at,
@@ -121,16 +139,17 @@ def csv_parts(filters: TrailFilters) -> Iterator[tuple[bytes, int]]:
             released_at,
             release_result,
         ) in chunk.rows:
-            reviews = chunk.reviews.get(pk, ())
-            cells = [
-                str(pk),
+            decision_reviews = reviews.get(pk, ())
+            decision_id = str(pk)
+            cells = (
+                decision_id,
                 utc_iso(created_at),
                 agent,
                 _text(behaviour_version),
                 action,
                 summary,
-                compact_json(params),
-                compact_json(evidence),
+                compact_json_text(params),
+                compact_json_text(evidence),
                 reasoning,
                 _text(confidence),
                 policy_outcome,
@@ -138,15 +157,15 @@ def csv_parts(filters: TrailFilters) -> Iterator[tuple[bytes, int]]:
                 policy_explanation,
                 _text(required_approvals),
                 status,
-                REVIEW_SEPARATOR.join(review[0] for review in reviews),
-                REVIEW_SEPARATOR.join(review[1] for review in reviews),
-                REVIEW_SEPARATOR.join(review[2] for review in reviews),
-                compact_json(approved_params),
+                REVIEW_SEPARATOR.join([review[0] for review in decision_reviews]),
+                REVIEW_SEPARATOR.join([review[1] for review in decision_reviews]),
+                REVIEW_SEPARATOR.join([review[2] for review in decision_reviews]),
+                compact_json_text(approved_params),
                 utc_iso(decided_at),
                 utc_iso(released_at),
-                compact_json(release_result),
-                chunk.audit_hashes.get(str(pk), ""),
-            ]
+                compact_json_text(release_result),
+                hashes.get(decision_id, ""),
+            )
             writer.writerow([neutralise(cell) for cell in cells])
         yield sink.drain(), len(chunk.rows)
 

@@ -9,7 +9,19 @@ from uuid import UUID
 
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+from django.db.models import (
+    BooleanField,
+    Exists,
+    F,
+    Func,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    TextField,
+    Value,
+)
+from django.db.models.functions import Cast
 
 from agents.models import ActionType, Agent
 from audit.models import AuditEvent
@@ -211,8 +223,8 @@ EXPORT_FIELDS = [
     "behaviour_version",
     "action_type__key",
     "summary",
-    "params",
-    "evidence",
+    "params_json",
+    "evidence_json",
     "reasoning",
     "confidence",
     "policy_outcome",
@@ -220,27 +232,48 @@ EXPORT_FIELDS = [
     "policy_explanation",
     "required_approvals",
     "status",
-    "approved_params",
+    "approved_params_json",
     "decided_at",
     "released_at",
-    "release_result",
+    "release_result_json",
 ]
+# JSON columns are read as the database's JSON text: the export re-spaces that text
+# instead of decoding and re-encoding every document.
+JSON_TEXT = {
+    f"{name}_json": Cast(name, TextField())
+    for name in ("params", "evidence", "approved_params", "release_result")
+}
 
 
 @dataclass(frozen=True)
 class ExportChunk:
-    """Up to EXPORT_CHUNK decisions as value tuples (EXPORT_FIELDS order), with the
-    reviews of each ([(username, verdict, comment)], oldest first) and the hash of
-    each one's latest sealed audit event."""
+    """Up to EXPORT_CHUNK decisions as value tuples in EXPORT_FIELDS order (JSON
+    columns as JSON text, None for NULL), the reviews of each one ([(username,
+    verdict, comment)], oldest first), and the hash of each one's latest sealed audit
+    event, by decision id as text."""
 
     rows: list[tuple]
     reviews: dict[UUID, list[tuple[str, str, str]]]
     audit_hashes: dict[str, str]
 
 
-def _latest_sealed_hashes(target_ids: list[str]) -> dict[str, str]:
+def _one_of(field: str, values: list[str], db_type: str) -> Q | Func:
+    """`field IN values`. PostgreSQL gets the list as one array parameter: nothing to
+    build per value, and the planner probes the index for each one."""
+    if connection.vendor != "postgresql":
+        return Q(**{f"{field}__in": values})
+    return Func(
+        F(field),
+        Value("{" + ",".join(values) + "}"),
+        arg_joiner=" = ANY(",
+        template=f"%(expressions)s::{db_type}[])",
+        output_field=BooleanField(),
+    )
+
+
+def _latest_sealed_hashes(ids: list[str]) -> dict[str, str]:
     events = AuditEvent.objects.filter(
-        target_type=DECISION_TARGET, target_id__in=target_ids, seq__isnull=False
+        _one_of("target_id", ids, "varchar"), target_type=DECISION_TARGET, seq__isnull=False
     )
     if connection.features.can_distinct_on_fields:
         latest = events.order_by("target_id", "-seq").distinct("target_id")
@@ -249,26 +282,30 @@ def _latest_sealed_hashes(target_ids: list[str]) -> dict[str, str]:
     return dict(events.order_by("target_id", "seq").values_list("target_id", "hash"))
 
 
+def _reviews(ids: list[str]) -> dict[UUID, list[tuple[str, str, str]]]:
+    reviews = defaultdict(list)
+    for decision_id, *review in (
+        Review.objects.filter(_one_of("decision_id", ids, "uuid"))
+        .order_by("decision_id", "created_at", "id")
+        .values_list("decision_id", "reviewer__username", "verdict", "comment")
+    ):
+        reviews[decision_id].append(tuple(review))
+    return reviews
+
+
 def export_chunks(*, filters: TrailFilters, size: int | None = None) -> Iterator[ExportChunk]:
     """Every matching decision, newest first, in keyset chunks: three queries a chunk,
     and memory bounded by the chunk size whatever the total."""
     size = size or EXPORT_CHUNK
-    queryset = filtered_decisions(filters).order_by(*NEWEST_FIRST).values_list(*EXPORT_FIELDS)
+    matching = filtered_decisions(filters).order_by(*NEWEST_FIRST)
     after = None
     while True:
-        page = queryset if after is None else _older_than(queryset, *after)
-        rows = list(page[:size])
+        chunk = matching if after is None else _older_than(matching, *after)
+        rows = list(chunk.annotate(**JSON_TEXT).values_list(*EXPORT_FIELDS)[:size])
         if not rows:
             return
-        ids = [row[0] for row in rows]
-        reviews = defaultdict(list)
-        for decision_id, *review in (
-            Review.objects.filter(decision_id__in=ids)
-            .order_by("decision_id", "created_at", "id")
-            .values_list("decision_id", "reviewer__username", "verdict", "comment")
-        ):
-            reviews[decision_id].append(tuple(review))
-        yield ExportChunk(rows, reviews, _latest_sealed_hashes([str(pk) for pk in ids]))
+        ids = [str(row[0]) for row in rows]
+        yield ExportChunk(rows, _reviews(ids), _latest_sealed_hashes(ids))
         if len(rows) < size:
             return
         after = (rows[-1][1], rows[-1][0])
