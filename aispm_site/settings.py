@@ -192,6 +192,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "aispm_site.context_processors.navigation",
+                "aispm_site.context_processors.global_stop",
             ],
         },
     },
@@ -304,6 +305,8 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-releases": {"task": "approvals.tasks.sweep_releases", "schedule": 30.0},
     "expire-decisions": {"task": "approvals.tasks.expire_pending_decisions", "schedule": 30.0},
     "seal-audit": {"task": "audit.tasks.seal_audit_events", "schedule": 5.0},
+    "rate-spikes": {"task": "approvals.tasks.detect_rate_spikes", "schedule": 300.0},
+    "key-ages": {"task": "approvals.tasks.check_key_ages", "schedule": 6 * 3600.0},
     "verify-audit": {"task": "approvals.tasks.verify_audit_chain", "schedule": 24 * 3600.0},
 }
 

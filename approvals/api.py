@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 
 from agents.auth import AgentKeyAuthentication, IsAgent
 from agents.selectors import active_behaviour
+from aispm_site.logging import bind_decision_id
 
 from . import api_errors, selectors, services
 from .models import Decision
@@ -348,6 +349,7 @@ class DecisionsView(AgentAPIView):
         except services.SubmissionRefused as refusal:
             raise api_errors.from_refusal(refusal) from None
         decision = submission.decision
+        bind_decision_id(decision.pk)
         return Response(
             decision_representation(decision, reviews=() if submission.created else None),
             status=status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK,

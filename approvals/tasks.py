@@ -12,6 +12,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from agents import crypto
+from aispm_site.logging import bind_decision_id
 
 from . import connectors, services
 from .models import Decision
@@ -27,6 +28,7 @@ def backoff(attempt: int) -> int:
 
 @shared_task(bind=True, acks_late=True, ignore_result=True)
 def release_decision(self, decision_id: str) -> str:
+    bind_decision_id(decision_id)
     decision = (
         Decision.objects.select_related("agent", "action_type").filter(pk=decision_id).first()
     )
@@ -73,6 +75,7 @@ def release_decision(self, decision_id: str) -> str:
 @shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=5)
 def notify_agent(self, decision_id: str, event: str) -> str:
     """POST a signed status event to the agent's callback URL."""
+    bind_decision_id(decision_id)
     decision = (
         Decision.objects.select_related("agent", "action_type").filter(pk=decision_id).first()
     )
