@@ -37,6 +37,9 @@ class Receiver:
                     time.sleep(delay)
                 self.send_response(status)
                 self.send_header("Content-Type", "text/plain")
+                if 300 <= status < 400:
+                    # A redirect to a private address the connector must not follow.
+                    self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
                 self.end_headers()
                 self.wfile.write(f"status {status}".encode())
 

@@ -262,6 +262,8 @@ def test_agents_with_a_callback_url_get_signed_events(
     )
     agent.refresh_from_db()
     monkeypatch.setattr(tasks.release_decision, "delay", lambda *a: None)
+    # Run the callback in-process, whether or not a broker is configured.
+    monkeypatch.setattr(tasks.notify_agent, "delay", lambda *a: tasks.notify_agent.run(*a))
     with django_capture_on_commit_callbacks(execute=True):
         decision = services.decision_create(
             agent=agent, action_type=world["action"], params={"what": "x"}, reasoning="r"
@@ -272,3 +274,11 @@ def test_agents_with_a_callback_url_get_signed_events(
     body = json.loads(event.body)
     assert (body["type"], body["decision_id"]) == ("decision.rejected", str(decision.pk))
     assert event.headers["webhook-id"] == f"{decision.pk}.rejected"
+
+
+def test_a_redirect_is_not_followed(world, receiver):
+    receiver.script = [(302, 0)]
+    decision = approved(world)
+    assert run(decision) == Decision.Status.FAILED
+    assert len(receiver.requests) == 1
+    assert ReleaseAttempt.objects.get(decision=decision).status_code == 302
