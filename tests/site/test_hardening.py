@@ -170,6 +170,8 @@ CONTROLLED = {
     "CSRF_TRUSTED_ORIGINS",
     "SESSION_COOKIE_SECURE",
     "CSRF_COOKIE_SECURE",
+    # The browser tests set this for Playwright; a deployment never would.
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
 }
 
 
