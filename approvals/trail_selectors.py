@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from uuid import UUID
 
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import OperationalError, connection, transaction
 from django.db.models import (
     BooleanField,
     Exists,
@@ -33,6 +33,8 @@ SEARCH_PAGE = 50
 EXPORT_CHUNK = 2000
 # The free-text search scans reasoning with a case-insensitive LIKE: a bounded needle.
 TEXT_MIN, TEXT_MAX = 2, 100
+TEXT_SEARCH_TIMEOUT_MS = 5000
+QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement timeout
 DECISION_TARGET = Decision._meta.label_lower
 
 
@@ -57,7 +59,7 @@ class TrailFilters:
     def from_query(cls, query) -> "TrailFilters":
         """Filters from a query string; values that make no sense are dropped, not errors."""
         status = query.get("status", "")
-        text = " ".join(query.get("q", "").split())
+        text = " ".join(query.get("q", "")[: TEXT_MAX * 2].split())
         return cls(
             date_from=_date(query.get("from", "")[:10]),
             date_to=_date(query.get("to", "")[:10]),
@@ -90,7 +92,7 @@ def filtered_decisions(filters: TrailFilters) -> QuerySet[Decision]:
     queryset = Decision.objects.all()
     if filters.date_from:
         queryset = queryset.filter(created_at__gte=_start_of(filters.date_from))
-    if filters.date_to:
+    if filters.date_to and filters.date_to < date.max:
         queryset = queryset.filter(created_at__lt=_start_of(filters.date_to + timedelta(days=1)))
     if filters.agent:
         queryset = queryset.filter(agent__slug=filters.agent)
@@ -153,13 +155,12 @@ class SearchPage:
     next_cursor: str | None
 
 
-def search_page(*, filters: TrailFilters, cursor: str = "", size: int | None = None) -> SearchPage:
-    """One page of matching decisions, newest first, by keyset whatever the depth."""
-    size = size or SEARCH_PAGE
-    queryset = filtered_decisions(filters)
-    if cursor:
-        queryset = _older_than(queryset, *decode_cursor(cursor))
-    rows = list(
+class SearchTooSlow(Exception):
+    """A free-text search ran past TEXT_SEARCH_TIMEOUT_MS."""
+
+
+def _search_rows(queryset: QuerySet[Decision], size: int) -> list[Decision]:
+    return list(
         queryset.select_related("agent", "action_type")
         .prefetch_related(
             Prefetch(
@@ -169,6 +170,30 @@ def search_page(*, filters: TrailFilters, cursor: str = "", size: int | None = N
         )
         .order_by(*NEWEST_FIRST)[: size + 1]
     )
+
+
+def search_page(*, filters: TrailFilters, cursor: str = "", size: int | None = None) -> SearchPage:
+    """One page of matching decisions, newest first, by keyset whatever the depth.
+
+    A free-text filter has no index to use and may scan the whole table: on
+    PostgreSQL it gets TEXT_SEARCH_TIMEOUT_MS, then SearchTooSlow.
+    """
+    size = size or SEARCH_PAGE
+    queryset = filtered_decisions(filters)
+    if cursor:
+        queryset = _older_than(queryset, *decode_cursor(cursor))
+    if filters.text and connection.vendor == "postgresql":
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL statement_timeout = %s", [TEXT_SEARCH_TIMEOUT_MS])
+                rows = _search_rows(queryset, size)
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", "") == QUERY_CANCELED:
+                raise SearchTooSlow from None
+            raise
+    else:
+        rows = _search_rows(queryset, size)
     more = len(rows) > size
     rows = rows[:size]
     last = rows[-1] if more and rows else None

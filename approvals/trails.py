@@ -18,16 +18,22 @@ audit_required = permission_required(AUDIT_PERMISSION)
 @audit_required
 def search(request: HttpRequest) -> HttpResponse:
     filters = TrailFilters.from_query(request.GET)
+    too_slow = False
     try:
-        page = trail_selectors.search_page(filters=filters, cursor=request.GET.get("after", ""))
-    except ValueError:
-        page = trail_selectors.search_page(filters=filters)
+        try:
+            page = trail_selectors.search_page(filters=filters, cursor=request.GET.get("after", ""))
+        except ValueError:
+            page = trail_selectors.search_page(filters=filters)
+    except trail_selectors.SearchTooSlow:
+        page, too_slow = trail_selectors.SearchPage([], None), True
     context = {
         "filters": filters,
         "filter_query": urlencode(filters.as_query()),
         "page": page,
         "choices": trail_selectors.search_choices(),
         "text_limits": (trail_selectors.TEXT_MIN, trail_selectors.TEXT_MAX),
+        "too_slow": too_slow,
+        "timeout_seconds": trail_selectors.TEXT_SEARCH_TIMEOUT_MS // 1000,
         "exports": trail_selectors.export_events(user=request.user),
     }
     fragment = request.htmx and not request.htmx.history_restore_request

@@ -3,6 +3,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from django.db import connection
 from django.utils import timezone
 
 from approvals import services, trail_selectors
@@ -193,6 +194,8 @@ def test_nonsense_filters_are_ignored(client, world, audrey):
     assert response.status_code == 200
     assert listed(response) == [decision.pk]
     assert response.context["filter_query"] == ""
+    edge = client.get("/audit/", {"from": "0001-01-01", "to": "9999-12-31"})
+    assert listed(edge) == [decision.pk]
 
 
 def test_free_text_is_bounded(client, world, audrey):
@@ -201,6 +204,28 @@ def test_free_text_is_bounded(client, world, audrey):
     assert len(filters.text) == trail_selectors.TEXT_MAX
     assert trail_selectors.TrailFilters.from_query({"q": "a"}).text == ""
     assert client.get("/audit/", {"q": needle}).status_code == 200
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_text_search_that_runs_too_long_is_stopped(client, world, monkeypatch):
+    monkeypatch.setattr(trail_selectors, "TEXT_SEARCH_TIMEOUT_MS", 300)
+    decision = submit(world, reasoning="Mentions a competitor.")
+    client.force_login(auditor())
+    # Another session holds the table, so the search waits past its time limit.
+    other = connection.copy()
+    other.set_autocommit(False)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("LOCK TABLE approvals_decision IN ACCESS EXCLUSIVE MODE")
+        response = client.get("/audit/", {"q": "competitor"})
+    finally:
+        other.rollback()
+        other.close()
+    assert response.status_code == 200
+    assert response.context["too_slow"] is True
+    assert "ran longer than" in response.content.decode()
+    assert listed(client.get("/audit/", {"q": "competitor"})) == [decision.pk]
 
 
 def test_keyset_pages_cover_every_decision_once_and_keep_the_filters(
