@@ -610,14 +610,17 @@ def _replay(*, agent: Agent, idempotency_key: str | None, request_hash: str) -> 
     """The original decision for a replayed idempotency key, or None if there is none."""
     if not idempotency_key:
         return None
-    original = (
+    # No ORDER BY: the key is unique per agent, and an ordering would steer the planner
+    # away from the (agent, idempotency_key) index onto a scan of the agent's history.
+    matches = list(
         Decision.objects.filter(agent=agent, idempotency_key=idempotency_key)
         .select_related("action_type")
         .prefetch_related(
             Prefetch("reviews", queryset=Review.objects.select_related("reviewer").order_by("id"))
         )
-        .first()
+        .order_by()[:1]
     )
+    original = matches[0] if matches else None
     if original is None:
         return None
     if original.request_hash != request_hash:
