@@ -121,6 +121,19 @@ class Decision(models.Model):
             ),
             models.Index(fields=["agent", "-created_at"], name="decision_agent_recent"),
             models.Index(fields=["status", "created_at"], name="decision_status_created"),
+            # Index-only answers for the inbox counter and an agent's review record,
+            # which otherwise read every pending (or every one of the agent's) rows.
+            models.Index(
+                fields=["created_at"],
+                include=["id"],
+                condition=Q(status="pending"),
+                name="decision_pending_created",
+            ),
+            models.Index(
+                fields=["agent", "status", "approval"],
+                include=["id"],
+                name="decision_agent_outcome",
+            ),
         ]
         permissions = [("review_decision", "Can approve, reject and edit decisions")]
 

@@ -9,7 +9,7 @@ from django.db import connections
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 
-from agents.models import ActionType, Agent, Risk
+from agents.models import RISK_RANK, ActionType, Agent, Risk
 
 from .models import Decision, Review
 
@@ -123,7 +123,8 @@ def _pending(filters: InboxFilters, *, now: datetime) -> QuerySet[Decision]:
     if filters.action:
         queryset = queryset.filter(action_type__key=filters.action)
     if filters.risk:
-        queryset = queryset.filter(risk=filters.risk)
+        # risk_rank too, so that decision_inbox's range scan starts at this risk's band.
+        queryset = queryset.filter(risk=filters.risk, risk_rank=RISK_RANK[filters.risk])
     if filters.age:
         _label, younger_than, older_than = AGE_FILTERS[filters.age]
         if younger_than:
@@ -138,19 +139,13 @@ def _inbox_key(decision: Decision) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def _after(cursor: str) -> Q:
-    """Rows after `cursor` in inbox order: risk descending, then nearest expiry, then id."""
+def _decode_inbox_key(cursor: str) -> tuple[int, datetime, UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         rank_text, expires_text, id_text = raw.split("|")
-        rank, expires, pk = int(rank_text), datetime.fromisoformat(expires_text), UUID(id_text)
+        return int(rank_text), datetime.fromisoformat(expires_text), UUID(id_text)
     except (ValueError, UnicodeDecodeError):
         raise ValueError("invalid cursor") from None
-    return (
-        Q(risk_rank__lt=rank)
-        | Q(risk_rank=rank, expires_at__gt=expires)
-        | Q(risk_rank=rank, expires_at=expires, pk__gt=pk)
-    )
 
 
 @dataclass(frozen=True)
@@ -163,14 +158,27 @@ def inbox_page(
     *, filters: InboxFilters, cursor: str = "", size: int = INBOX_PAGE, now: datetime
 ) -> InboxPage:
     """One page of pending decisions in one query, by keyset, whatever the page number."""
-    queryset = _pending(filters, now=now)
-    if cursor:
-        queryset = queryset.filter(_after(cursor))
-    rows = list(
-        queryset.select_related("agent", "action_type").order_by("-risk_rank", "expires_at", "id")[
-            : size + 1
-        ]
+    queryset = (
+        _pending(filters, now=now)
+        .select_related("agent", "action_type")
+        .order_by("-risk_rank", "expires_at", "id")
     )
+    if not cursor:
+        rows = list(queryset[: size + 1])
+    else:
+        # Two index range scans on decision_inbox, each stopping after a page (the rest
+        # of the cursor's risk band, then the lower bands) in one UNION ALL. A single
+        # OR'd condition makes PostgreSQL read every pending row before the cursor.
+        rank, expires, pk = _decode_inbox_key(cursor)
+        band = queryset.filter(risk_rank=rank, expires_at__gte=expires).filter(
+            Q(expires_at__gt=expires) | Q(pk__gt=pk)
+        )
+        lower = queryset.filter(risk_rank__lt=rank)
+        if connections[Decision.objects.db].features.supports_slicing_ordering_in_compound:
+            combined = band[: size + 1].union(lower[: size + 1], all=True)
+        else:  # SQLite (development): one query, the OR'd condition.
+            combined = band | lower
+        rows = list(combined.order_by("-risk_rank", "expires_at", "id")[: size + 1])
     more = len(rows) > size
     rows = rows[:size]
     return InboxPage(rows, _inbox_key(rows[-1]) if more and rows else None)

@@ -168,6 +168,25 @@ def decision_create(
     return decision
 
 
+APPROVED_STATES = {
+    Decision.Status.APPROVED,
+    Decision.Status.RELEASING,
+    Decision.Status.RELEASED,
+    Decision.Status.FAILED,
+    Decision.Status.BLOCKED,
+}
+
+
+def already_decided(decision: Decision) -> str:
+    """What a reviewer who lost the race is told: the verdict and who gave it."""
+    by = f" by {decision.decided_by.get_username()}" if decision.decided_by else ""
+    if decision.status in APPROVED_STATES:
+        if decision.approval == Decision.Approval.AUTO:
+            return "Already approved automatically by policy."
+        return f"Already approved{by}."
+    return f"Already {decision.status}{by}."
+
+
 class DecisionExpired(DecisionConflict):
     pass
 
@@ -177,8 +196,7 @@ def _check_reviewer(*, decision: Decision, reviewer) -> None:
         # The expiry sweep has not reached it yet; an expired decision is never approved.
         raise DecisionExpired("This decision has expired.", decision=decision)
     if not decision.is_pending:
-        by = f" by {decision.decided_by.get_username()}" if decision.decided_by else ""
-        raise DecisionConflict(f"Already {decision.status}{by}.", decision=decision)
+        raise DecisionConflict(already_decided(decision), decision=decision)
     if decision.agent.status != Agent.Status.ACTIVE:
         raise ReviewNotAllowed(
             f"{decision.agent.slug} is suspended, so its pending decisions are frozen."
