@@ -282,3 +282,36 @@ def test_a_redirect_is_not_followed(world, receiver):
     assert run(decision) == Decision.Status.FAILED
     assert len(receiver.requests) == 1
     assert ReleaseAttempt.objects.get(decision=decision).status_code == 302
+
+
+def test_the_global_stop_blocks_every_queued_release(
+    world, receiver, monkeypatch, django_capture_on_commit_callbacks
+):
+    queued = []
+    monkeypatch.setattr(tasks.release_decision, "delay", lambda *a: queued.append(a))
+    with django_capture_on_commit_callbacks(execute=True):
+        decisions = [approved(world, {"what": f"pay {n}"}) for n in range(100)]
+    assert len(queued) == 100
+    global_stop_set(engaged=True, reason="incident 42", actor=UserFactory(is_superuser=True))
+    for (decision_id,) in queued:
+        tasks.release_decision.run(decision_id)
+    assert receiver.requests == []
+    statuses = set(
+        Decision.objects.filter(pk__in=[d.pk for d in decisions]).values_list("status", flat=True)
+    )
+    assert statuses == {Decision.Status.BLOCKED}
+    assert not ReleaseAttempt.objects.exists()
+
+
+def test_suspending_an_agent_blocks_its_queued_releases(
+    world, receiver, monkeypatch, django_capture_on_commit_callbacks
+):
+    from agents.services import agent_suspend
+
+    queued = []
+    monkeypatch.setattr(tasks.release_decision, "delay", lambda *a: queued.append(a))
+    with django_capture_on_commit_callbacks(execute=True):
+        [approved(world) for _ in range(5)]
+    agent_suspend(agent=world["agent"], reason="compromised")
+    assert {tasks.release_decision.run(*args) for args in queued} == {"blocked"}
+    assert receiver.requests == []
