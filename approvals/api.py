@@ -350,8 +350,12 @@ class DecisionsView(AgentAPIView):
             raise api_errors.from_refusal(refusal) from None
         decision = submission.decision
         bind_decision_id(decision.pk)
+        if submission.created or not services.may_have_reviews(decision):
+            reviews = ()
+        else:
+            reviews = decision.reviews.select_related("reviewer").order_by("id")
         return Response(
-            decision_representation(decision, reviews=() if submission.created else None),
+            decision_representation(decision, reviews=reviews),
             status=status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK,
         )
 

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Prefetch, Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from agents.models import ActionType, Agent, AgentKey, Alert, Grant, Outcome
@@ -226,6 +226,15 @@ def params_fingerprint(params) -> str:
     """A hash of params as displayed, so an approval can prove what the reviewer saw."""
     canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def may_have_reviews(decision: Decision) -> bool:
+    """False when no review can exist, so a caller can skip looking for them."""
+    return (
+        decision.approval == Decision.Approval.HUMAN
+        or decision.status == Decision.Status.REJECTED
+        or decision.required_approvals > 1
+    )
 
 
 def effective_params(decision: Decision) -> dict:
@@ -628,14 +637,10 @@ def _replay(*, agent: Agent, idempotency_key: str | None, request_hash: str) -> 
     """The original decision for a replayed idempotency key, or None if there is none."""
     if not idempotency_key:
         return None
-    # No ORDER BY: the key is unique per agent, and an ordering would steer the planner
-    # away from the (agent, idempotency_key) index onto a scan of the agent's history.
+    # No ORDER BY: the key is unique per agent, so the (agent, key) index answers it.
     matches = list(
         Decision.objects.filter(agent=agent, idempotency_key=idempotency_key)
         .select_related("action_type")
-        .prefetch_related(
-            Prefetch("reviews", queryset=Review.objects.select_related("reviewer").order_by("id"))
-        )
         .order_by()[:1]
     )
     original = matches[0] if matches else None

@@ -329,3 +329,19 @@ def test_a_changed_schema_takes_effect_on_the_next_request(api, agent, email_bod
     )
     error = _error(api.post(URL, email_body, format="json"), 400, "invalid")
     assert any("cc" in message for message in error["details"]["params"])
+
+
+def test_a_replay_after_a_review_returns_the_reviews(api, email_body):
+    from approvals import services
+    from tests.factories import reviewer
+
+    body = dict(email_body, idempotency_key="abc-review")
+    created = api.post(URL, body, format="json").json()
+    services.decision_reject(
+        decision=Decision.objects.get(pk=created["id"]),
+        reviewer=reviewer(username="rita"),
+        reason="Wrong lead",
+    )
+    replay = api.post(URL, body, format="json").json()
+    assert replay["status"] == "rejected"
+    assert [(r["reviewer"], r["comment"]) for r in replay["reviews"]] == [("rita", "Wrong lead")]
