@@ -134,6 +134,8 @@ class Decision(models.Model):
                 include=["id"],
                 name="decision_agent_outcome",
             ),
+            # Newest-first keyset pages for auditors and the CSV export's chunks.
+            models.Index(fields=["-created_at", "-id"], name="decision_recent"),
         ]
         permissions = [("review_decision", "Can approve, reject and edit decisions")]
 
