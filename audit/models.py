@@ -13,10 +13,6 @@ class AuditEventQuerySet(models.QuerySet):
     def update(self, **kwargs):
         raise AppendOnlyError("audit events cannot be updated")
 
-    def _seal(self, **kwargs) -> int:
-        """The sealer's one permitted write: filling in the chain fields of a new event."""
-        return super().update(**kwargs)
-
 
 class AuditEvent(models.Model):
     """One append-only record of a state change, sealed into one SHA-256 chain.

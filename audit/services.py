@@ -75,13 +75,25 @@ def _canonical_value(value):
     if isinstance(value, float):
         return {"$float": repr(value)}
     if isinstance(value, dict):
-        return {str(key): _canonical_value(item) for key, item in value.items()}
+        return {_canonical_key(str(key)): _canonical_value(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_canonical_value(item) for item in value]
     return value
 
 
+def _canonical_key(key: str) -> str:
+    # "$float" marks a number; a key of the data's own that starts with "$" gets one
+    # more, so that no object can pass for a number.
+    return "$" + key if key.startswith("$") else key
+
+
+def _canonical_object(pairs) -> dict:
+    return {_canonical_key(key): value for key, value in pairs}
+
+
 def _utc(value) -> str:
+    if isinstance(value, str):  # already formatted by the database (the fast verify path)
+        return value
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -97,7 +109,7 @@ def canonical_event(row: dict) -> bytes:
         "actor_user_id": row["actor_user_id"],
         "target_type": row["target_type"],
         "target_id": row["target_id"],
-        "data": _canonical_value(row["data"]),
+        "data": row["data"] if row.get("canonical") else _canonical_value(row["data"]),
     }
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -146,14 +158,22 @@ def audit_seal(*, limit: int = 10000) -> int:
         )
         seq, prev = (head["seq"], head["hash"]) if head else (0, GENESIS)
         rows = list(unsealed.order_by("id").values(*CHAIN_FIELDS)[:limit])
+        updates = []
         for row in rows:
             seq += 1
             row["seq"] = seq
             digest = event_hash(row, prev)
-            AuditEvent.objects.filter(pk=row["id"], seq__isnull=True)._seal(
-                seq=seq, prev_hash=prev, hash=digest
-            )
+            updates.append((seq, prev, digest, row["id"]))
             prev = digest
+        if updates:
+            # The sealer's one permitted write (the trigger allows nothing else),
+            # sent as one batch rather than a statement per event.
+            with connection.cursor() as cursor:
+                cursor.executemany(
+                    f'UPDATE "{AuditEvent._meta.db_table}" SET seq = %s, prev_hash = %s, '
+                    "hash = %s WHERE id = %s AND seq IS NULL",
+                    updates,
+                )
     return len(rows)
 
 
@@ -165,6 +185,43 @@ class ChainReport:
     head_hash: str
     first_broken_id: int | None = None
     problem: str = ""
+
+
+_FAST_ROWS = """
+    SELECT id, seq, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+           event, actor_kind, actor_label, actor_user_id, target_type, target_id, data::text,
+           prev_hash, hash
+    FROM audit_auditevent WHERE seq >= %s AND seq < %s ORDER BY seq
+"""
+
+
+def _float_marker(text: str) -> dict:
+    return {"$float": repr(float(text))}
+
+
+def _chain_rows_postgresql(*, start_seq: int, batch: int):
+    """Sealed events in seq order, read as text in seq ranges: the database formats the
+    timestamp and JSON is decoded straight into canonical form (floats as text), which
+    is what the ORM path computes, at a fraction of the cost."""
+    connection = transaction.get_connection()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT max(seq) FROM audit_auditevent")
+        (last,) = cursor.fetchone()
+    if last is None:
+        return
+    low = start_seq
+    while low <= last:
+        with connection.cursor() as cursor:
+            cursor.execute(_FAST_ROWS, [low, low + batch])
+            fetched = cursor.fetchall()
+        for values in fetched:
+            row = dict(zip(CHAIN_FIELDS, values, strict=True))
+            row["data"] = json.loads(
+                row["data"], parse_float=_float_marker, object_pairs_hook=_canonical_object
+            )
+            row["canonical"] = True
+            yield row
+        low += batch
 
 
 def chain_verify(*, from_id: int | None = None, batch: int = 20000) -> ChainReport:
@@ -183,7 +240,12 @@ def chain_verify(*, from_id: int | None = None, batch: int = 20000) -> ChainRepo
         events = events.filter(seq__gte=start["seq"])
         expected_seq, prev = start["seq"], None
     checked, head_seq, head_hash = 0, None, ""
-    for row in events.values(*CHAIN_FIELDS).iterator(chunk_size=batch):
+    rows = (
+        _chain_rows_postgresql(start_seq=expected_seq, batch=batch)
+        if transaction.get_connection().vendor == "postgresql"
+        else events.values(*CHAIN_FIELDS).iterator(chunk_size=batch)
+    )
+    for row in rows:
         problem = ""
         if row["seq"] != expected_seq:
             problem = f"gap: expected seq {expected_seq}, found {row['seq']}"

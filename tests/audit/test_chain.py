@@ -221,3 +221,15 @@ def test_concurrent_writers_never_fork_or_skip_the_chain():
     assert report.events_checked == len(written)
     assert set(AuditEvent.objects.values_list("pk", flat=True)) == set(written)
     assert not AuditEvent.objects.filter(seq__isnull=True).exists()
+
+
+def test_a_literal_float_marker_cannot_pass_for_a_number():
+    [number] = record(1, amount=1.5)
+    [lookalike] = record(1, amount={"$float": "1.5"})
+    services.audit_seal()
+    rows = {row["id"]: row for row in AuditEvent.objects.values(*services.CHAIN_FIELDS)}
+    one = services.canonical_event(rows[number.pk]).decode()
+    other = services.canonical_event(rows[lookalike.pk]).decode()
+    assert '"amount":{"$float":"1.5"}' in one
+    assert '"amount":{"$$float":"1.5"}' in other
+    assert services.chain_verify().ok
