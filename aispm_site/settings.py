@@ -130,6 +130,10 @@ def env_mailer(name: str, *, debug: bool) -> dict:
 
 DEBUG = env_bool("DEBUG")
 
+# Covering indexes (INCLUDE) are a PostgreSQL optimisation; SQLite, the embedded
+# default, builds the same indexes without the extra columns.
+SILENCED_SYSTEM_CHECKS = ["models.W040"]
+
 SECRET_KEY = os.environ.get("SECRET_KEY", "").strip()
 if not SECRET_KEY:
     if not DEBUG:
@@ -276,7 +280,7 @@ if not DEBUG:
     if not SECURE_HSTS_PRELOAD:
         # The preload directive consents to putting the whole parent domain on
         # browsers' HTTPS-only list, so the deployer opts in rather than aispm.
-        SILENCED_SYSTEM_CHECKS = ["security.W021"]
+        SILENCED_SYSTEM_CHECKS.append("security.W021")
 
 # Celery: unset broker means eager tasks, run in-process after commit.
 CELERY_BROKER_URL = env_broker("CELERY_BROKER_URL")
