@@ -233,3 +233,28 @@ def test_a_literal_float_marker_cannot_pass_for_a_number():
     assert '"amount":{"$float":"1.5"}' in one
     assert '"amount":{"$$float":"1.5"}' in other
     assert services.chain_verify().ok
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("damage", ["none", "edit", "delete_at_boundary", "link"])
+def test_parallel_verification_agrees_with_a_single_pass(damage):
+    events = record(300)
+    while services.audit_seal():
+        pass
+    ids = [e.pk for e in events]
+    if damage == "edit":
+        tamper("UPDATE audit_auditevent SET actor_label = 'm' WHERE id = %s", [ids[220]])
+    elif damage == "delete_at_boundary":
+        tamper("DELETE FROM audit_auditevent WHERE id = %s", [ids[149]])
+    elif damage == "link":
+        tamper("UPDATE audit_auditevent SET prev_hash = %s WHERE id = %s", ["0" * 64, ids[150]])
+    single = services.chain_verify(batch=40)
+    parallel = services.chain_verify_parallel(workers=2, batch=40)
+    assert (parallel.ok, parallel.first_broken_id, parallel.events_checked) == (
+        single.ok,
+        single.first_broken_id,
+        single.events_checked,
+    )
+    assert parallel.problem.split(":")[0] == single.problem.split(":")[0]
+    assert parallel.ok == (damage == "none")

@@ -1,3 +1,4 @@
+import os
 import time
 
 from django.core.management.base import BaseCommand, CommandError
@@ -18,13 +19,22 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-seal", action="store_true", help="verify only what is already sealed"
         )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=os.cpu_count() or 1,
+            help="processes verifying seq ranges in parallel (PostgreSQL; default: CPUs)",
+        )
 
-    def handle(self, *args, from_id=None, no_seal=False, **options):
+    def handle(self, *args, from_id=None, no_seal=False, workers=1, **options):
         if not no_seal:
             while services.audit_seal():
                 pass
         started = time.monotonic()
-        report = services.chain_verify(from_id=from_id)
+        if from_id is None:
+            report = services.chain_verify_parallel(workers=workers)
+        else:
+            report = services.chain_verify(from_id=from_id)
         elapsed = time.monotonic() - started
         services.audit_verification_record(report=report, duration_ms=int(elapsed * 1000))
         if not report.ok:
