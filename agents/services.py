@@ -49,7 +49,7 @@ def agent_key_issue(
             key_hash=keys.hash_key(secret),
             label=label,
             created_at=now,
-            created_by=issued_by if getattr(issued_by, "pk", None) else None,
+            created_by=_user_or_none(issued_by),
             expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
         )
         audit_record(

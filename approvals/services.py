@@ -643,9 +643,9 @@ def _replay(*, agent: Agent, idempotency_key: str | None, request_hash: str) -> 
         .select_related("action_type")
         .order_by()[:1]
     )
-    original = matches[0] if matches else None
-    if original is None:
+    if not matches:
         return None
+    original = matches[0]
     if original.request_hash != request_hash:
         raise SubmissionRefused(
             "conflict",

@@ -11,6 +11,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import push_url, reswap, retarget
 
 from aispm_site.roles import REVIEW_PERMISSION, permission_required
 
@@ -145,7 +146,7 @@ def _after_action(request: HttpRequest, decision: Decision) -> HttpResponse:
     selected = selectors.decision_for_review(decision_id=following.pk) if following else None
     context = _inbox_context(request, filters=filters, selected=selected)
     response = render(request, "approvals/inbox.html#inbox", context)
-    response["HX-Push-Url"] = _inbox_url(filters, following)
+    push_url(response, _inbox_url(filters, following))
     return response
 
 
@@ -154,26 +155,20 @@ def _refused(request: HttpRequest, decision: Decision, message: str, **extra) ->
     messages.error(request, message)
     decision = _decision_or_404(decision.pk)
     filters = selectors.InboxFilters.from_query(request.POST)
-    if request.htmx:
-        context = _inbox_context(request, filters=filters, selected=decision)
-        context.update(_detail_context(request, decision, **extra))
-        response = render(request, "approvals/inbox.html#inbox", context)
-        response["HX-Retarget"] = "#inbox"
-        response["HX-Reswap"] = "outerHTML"
-        return response
-    if extra:
-        context = _inbox_context(request, filters=filters, selected=decision)
-        context.update(_detail_context(request, decision, **extra))
+    if not request.htmx and not extra:
+        return redirect(_inbox_url(filters, decision))
+    context = _inbox_context(request, filters=filters, selected=decision)
+    context.update(_detail_context(request, decision, **extra))
+    if not request.htmx:
         return render(request, "approvals/inbox.html", context, status=400)
-    return redirect(_inbox_url(filters, decision))
+    response = render(request, "approvals/inbox.html#inbox", context)
+    return reswap(retarget(response, "#inbox"), "outerHTML")
 
 
 def _act(request: HttpRequest, decision: Decision, action) -> HttpResponse:
     try:
         action()
-    except services.DecisionConflict as exc:
-        return _refused(request, decision, str(exc))
-    except services.ReviewNotAllowed as exc:
+    except (services.DecisionConflict, services.ReviewNotAllowed) as exc:
         return _refused(request, decision, str(exc))
     return _after_action(request, decision)
 
@@ -286,5 +281,5 @@ def bulk_approve(request: HttpRequest) -> HttpResponse:
     response = render(
         request, "approvals/inbox.html#inbox", _inbox_context(request, filters=filters)
     )
-    response["HX-Push-Url"] = _inbox_url(filters)
+    push_url(response, _inbox_url(filters))
     return response
