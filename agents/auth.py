@@ -86,7 +86,8 @@ class AgentKeyAuthentication(authentication.BaseAuthentication):
             return None
         scheme, _, token = header.partition(" ")
         token = token.strip()
-        if scheme != self.keyword or not token:
+        # Auth schemes are case-insensitive (RFC 9110 §11.1): "bearer" is "Bearer".
+        if scheme.lower() != self.keyword.lower() or not token:
             raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <agent key>'.")
         if not keys.is_well_formed(token):
             raise exceptions.AuthenticationFailed("The key is malformed or its checksum is wrong.")

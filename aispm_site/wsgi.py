@@ -1,7 +1,43 @@
+import io
 import os
 
+from django.conf import settings
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aispm_site.settings")
 
-application = get_wsgi_application()
+
+class ChunkedBody:
+    """Give Django a Content-Length for a body sent without one (chunked).
+
+    Django reads CONTENT_LENGTH bytes of wsgi.input and no more, so a chunked body read
+    as empty. A server that sets wsgi.input_terminated (gunicorn) ends wsgi.input where
+    the body ends, so it is safe to read. At most one byte past AISPM_MAX_BODY_BYTES is
+    read: the length then says "too large", and the limits that refuse a declared
+    Content-Length refuse it too (413 `too_large` on the API).
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        if not environ.get("CONTENT_LENGTH") and environ.get("wsgi.input_terminated"):
+            body = _read_at_most(environ["wsgi.input"], settings.AISPM_MAX_BODY_BYTES + 1)
+            environ["wsgi.input"] = io.BytesIO(body)
+            if body:
+                environ["CONTENT_LENGTH"] = str(len(body))
+        return self.app(environ, start_response)
+
+
+def _read_at_most(stream, limit: int) -> bytes:
+    parts, size = [], 0
+    while size < limit:
+        part = stream.read(limit - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
+application = ChunkedBody(get_wsgi_application())

@@ -5,13 +5,13 @@ and what the other side said. They never raise for an ordinary failure.
 """
 
 import functools
+import http.client
 import ipaddress
 import json
 import os
 import socket
+import ssl
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -43,24 +43,107 @@ class TargetRefused(Exception):
     """The target resolves to an address connectors may not call."""
 
 
-def check_target(url: str) -> None:
-    """Refuse private, loopback and link-local targets unless explicitly allowed."""
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """The addresses `host` resolves to. The one place connectors look a name up."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(info[4][0] for info in infos))
+
+
+@dataclass(frozen=True)
+class Target:
+    """A checked URL: connect only to `addresses`, and speak to `host` (Host, SNI, certificate)."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+    addresses: tuple[IPAddress, ...]
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries, by every transition scheme that routes them."""
+    low32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    found = []
+    if address.ipv4_mapped:
+        found.append(address.ipv4_mapped)
+    if address in _IPV4_COMPATIBLE or address in _NAT64:
+        found.append(low32)
+    if address.sixtofour:
+        found.append(address.sixtofour)
+    if address.teredo:
+        found += list(address.teredo)
+    return found
+
+
+def _is_public(address: IPAddress, *, carrier: bool = False) -> bool:
+    # IPv4-mapped, -compatible and NAT64 addresses sit in ::/8, which Python calls
+    # reserved; for them the IPv4 they carry decides.
+    return not (
+        not address.is_global
+        or address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_unspecified
+        or (address.is_reserved and not carrier)
+    )
+
+
+def _refusal(address: IPAddress) -> str:
+    """Why connectors may not call `address`, or "" if they may."""
+    embedded = _embedded_ipv4(address) if address.version == 6 else []
+    # The local-use NAT64 prefix may embed the IPv4 at any of RFC 6052's offsets, and
+    # only the site's translator knows which: refuse all of it.
+    if address in _NAT64_LOCAL or not _is_public(address, carrier=bool(embedded)):
+        return "a private or local address"
+    for inner in embedded:
+        if not _is_public(inner):
+            return f"a private or local address (it carries the IPv4 address {inner})"
+    return ""
+
+
+def check_target(url: str) -> Target:
+    """Resolve `url` once and refuse it unless every address is public.
+
+    The connection then goes to these addresses and no other, so a name that resolves
+    differently a moment later (DNS rebinding) cannot redirect it. Private, loopback and
+    link-local targets are allowed only with AISPM_ALLOW_PRIVATE_TARGETS (tests, demos).
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise TargetRefused(f"not an http(s) URL: {url!r}")
-    if settings.AISPM_ALLOW_PRIVATE_TARGETS:
-        return
+    if parts.username is not None or parts.password is not None:
+        raise TargetRefused("credentials in the URL are not supported")
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as exc:
-        raise TargetRefused(f"cannot resolve {parts.hostname}: {exc}") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global or address.is_multicast:
-            raise TargetRefused(
-                f"{parts.hostname} resolves to {address}, a private or local address; "
-                "set AISPM_ALLOW_PRIVATE_TARGETS only for tests and demos"
-            )
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        host = parts.hostname.encode("idna").decode("ascii")
+    except (ValueError, UnicodeError) as exc:
+        raise TargetRefused(f"not a valid URL: {exc}") from None
+    try:
+        addresses = (ipaddress.ip_address(host),)
+    except ValueError:
+        try:
+            addresses = tuple(ipaddress.ip_address(a) for a in resolve(host, port))
+        except (OSError, UnicodeError, ValueError) as exc:
+            raise TargetRefused(f"cannot resolve {host}: {exc}") from None
+    if not addresses:
+        raise TargetRefused(f"cannot resolve {host}: no addresses")
+    if not settings.AISPM_ALLOW_PRIVATE_TARGETS:
+        for address in addresses:
+            if reason := _refusal(address):
+                raise TargetRefused(
+                    f"{host} resolves to {address}, {reason}; "
+                    "set AISPM_ALLOW_PRIVATE_TARGETS only for tests and demos"
+                )
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Target(parts.scheme, host, port, path, addresses)
 
 
 def webhook_secret(*, secret_env: str = "", encrypted: str = "") -> str:
@@ -74,69 +157,101 @@ def webhook_secret(*, secret_env: str = "", encrypted: str = "") -> str:
     raise RuntimeError("no signing secret is configured")
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        # Following would turn the POST into a GET to a target check_target never saw.
-        return None
-
-
 @functools.cache
-def _opener() -> urllib.request.OpenerDirector:
-    """Built once per process: building one loads the CA bundle, tens of milliseconds."""
-    return urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect)
+def tls_context() -> ssl.SSLContext:
+    """Built once per process: loading the CA bundle takes tens of milliseconds."""
+    return ssl.create_default_context()
+
+
+def _connect(addresses: tuple[IPAddress, ...], port: int, timeout: float) -> socket.socket:
+    error: OSError | None = None
+    for address in addresses:
+        try:
+            return socket.create_connection((str(address), port), timeout)
+        except OSError as exc:
+            error = exc
+    raise error
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Speaks HTTP to the target's name over a socket to an address that was checked."""
+
+    def __init__(self, target: Target, *, timeout: float):
+        super().__init__(target.host, target.port, timeout=timeout)
+        self.target = target
+
+    def connect(self):
+        self.sock = _connect(self.target.addresses, self.port, self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """The same for TLS: SNI and the certificate check use the name, never the address."""
+
+    def __init__(self, target: Target, *, timeout: float):
+        context = tls_context()
+        super().__init__(target.host, target.port, timeout=timeout, context=context)
+        self.target, self.tls = target, context
+
+    def connect(self):
+        sock = _connect(self.target.addresses, self.port, self.timeout)
+        try:
+            self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
 
 
 def post_signed(*, url: str, secret: str, message_id: str, payload: dict) -> Delivery:
-    """POST JSON signed per Standard Webhooks; `message_id` stays the same across retries."""
+    """POST JSON signed per Standard Webhooks; `message_id` stays the same across retries.
+
+    A redirect is never followed: it would send the request to a target nobody checked.
+    """
     started = time.monotonic()
     body = json.dumps(payload, cls=DjangoJSONEncoder, separators=(",", ":"))
     try:
-        check_target(url)
+        target = check_target(url)
         timestamp = datetime.now(UTC)
         signature = Webhook(secret).sign(message_id, timestamp, body)
     except (TargetRefused, RuntimeError, ValueError) as exc:
         return Delivery(False, retryable=False, error=str(exc)[:EXCERPT_CHARS])
-    request = urllib.request.Request(
-        url,
-        data=body.encode(),
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
-            "webhook-id": message_id,
-            "webhook-timestamp": str(int(timestamp.timestamp())),
-            "webhook-signature": signature,
-            "Idempotency-Key": message_id,
-        },
-    )
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(timestamp.timestamp())),
+        "webhook-signature": signature,
+        "Idempotency-Key": message_id,
+    }
+    kind = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
+    connection = kind(target, timeout=TIMEOUT_SECONDS)
     try:
-        with _opener().open(request, timeout=TIMEOUT_SECONDS) as response:
-            excerpt = response.read(EXCERPT_CHARS).decode(errors="replace")
-            return Delivery(
-                True,
-                status_code=response.status,
-                excerpt=excerpt,
-                duration_ms=_ms(started),
-            )
-    except urllib.error.HTTPError as exc:
-        excerpt = exc.read(EXCERPT_CHARS).decode(errors="replace") if exc.fp else ""
-        retryable = exc.code == 429 or exc.code >= 500
+        connection.request("POST", target.path, body=body.encode(), headers=headers)
+        response = connection.getresponse()
+        excerpt = response.read(EXCERPT_CHARS).decode(errors="replace")
+    except (http.client.HTTPException, OSError, ValueError) as exc:
+        # A URL http.client will not send (control characters, non-ASCII) stays broken;
+        # network and TLS failures may pass.
+        broken = isinstance(exc, http.client.InvalidURL | UnicodeError)
         return Delivery(
             False,
-            retryable=retryable,
-            status_code=exc.code,
-            excerpt=excerpt,
-            error=f"HTTP {exc.code}",
+            retryable=not broken,
+            error=f"{type(exc).__name__}: {exc}"[:EXCERPT_CHARS],
             duration_ms=_ms(started),
         )
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
+    finally:
+        connection.close()
+    if 200 <= response.status < 300:
         return Delivery(
-            False,
-            retryable=True,
-            error=f"{type(exc).__name__}: {reason}"[:EXCERPT_CHARS],
-            duration_ms=_ms(started),
+            True, status_code=response.status, excerpt=excerpt, duration_ms=_ms(started)
         )
+    return Delivery(
+        False,
+        retryable=response.status == 429 or response.status >= 500,
+        status_code=response.status,
+        excerpt=excerpt,
+        error=f"HTTP {response.status}",
+        duration_ms=_ms(started),
+    )
 
 
 def _ms(started: float) -> int:

@@ -1,6 +1,7 @@
 """A loopback HTTP receiver for connector and callback tests."""
 
 import http.server
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -15,12 +16,19 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Answers each POST with the next scripted (status, delay) and records it."""
+    """Answers each POST with the next scripted (status, delay) and records it.
+
+    With `tls`, it serves HTTPS and records the server name each client asked for (SNI).
+    """
 
     script: list = field(default_factory=list)
     default: tuple = (200, 0.0)
     requests: list = field(default_factory=list)
     url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 0
+    tls: ssl.SSLContext | None = None
+    server_names: list = field(default_factory=list)
 
     def start(self):
         receiver = self
@@ -46,8 +54,14 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.server = http.server.ThreadingHTTPServer((self.host, self.port), Handler)
+        self.port = self.server.server_address[1]
+        scheme = "http"
+        if self.tls is not None:
+            self.tls.sni_callback = lambda sock, name, context: self.server_names.append(name)
+            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://{self.host}:{self.port}/hook"
         threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         ).start()
