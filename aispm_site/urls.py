@@ -11,7 +11,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    path("", include("approvals.urls")),
+    path("", include("approvals.inbox.urls")),
     path("audit/", include("approvals.urls_audit")),
     path("agents/", include("approvals.urls_agents")),
     path("security/", include("approvals.urls_security")),
