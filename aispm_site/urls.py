@@ -15,7 +15,7 @@ urlpatterns = [
     path("audit/", include("approvals.urls_audit")),
     path("agents/", include("approvals.urls_agents")),
     path("security/", include("approvals.urls_security")),
-    path("api/v1/", include("approvals.urls_api")),
+    path("api/v1/", include("approvals.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view loads its init script from a URL, so the CSP needs no inline script.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
