@@ -13,8 +13,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("approvals.inbox.urls")),
     path("audit/", include("approvals.urls_audit")),
-    path("agents/", include("approvals.urls_agents")),
-    path("security/", include("approvals.urls_security")),
+    path("agents/", include("agents.screens.urls")),
+    path("security/", include("agents.screens.urls_security")),
     path("api/v1/", include("approvals.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view loads its init script from a URL, so the CSP needs no inline script.
