@@ -12,7 +12,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("", include("approvals.inbox.urls")),
-    path("audit/", include("approvals.urls_audit")),
+    path("audit/", include("audit.screens.urls")),
     path("agents/", include("agents.screens.urls")),
     path("security/", include("agents.screens.urls_security")),
     path("api/v1/", include("approvals.api.urls")),
