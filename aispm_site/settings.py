@@ -162,6 +162,7 @@ INSTALLED_APPS = [
     "audit",
     "agents",
     "approvals",
+    "demo",
 ]
 
 MIDDLEWARE = [
