@@ -162,6 +162,7 @@ INSTALLED_APPS = [
     "audit",
     "agents",
     "approvals",
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -346,7 +347,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "approvals.api_errors.exception_handler",
+    "EXCEPTION_HANDLER": "approvals.api.errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
 }

@@ -11,11 +11,11 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    path("", include("approvals.urls")),
-    path("audit/", include("approvals.urls_audit")),
-    path("agents/", include("approvals.urls_agents")),
-    path("security/", include("approvals.urls_security")),
-    path("api/v1/", include("approvals.urls_api")),
+    path("", include("approvals.inbox.urls")),
+    path("audit/", include("audit.screens.urls")),
+    path("agents/", include("agents.screens.urls")),
+    path("security/", include("agents.screens.urls_security")),
+    path("api/v1/", include("approvals.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view loads its init script from a URL and the template its styles from a
     # file, so the page needs no inline script or style under the CSP.

@@ -16,9 +16,9 @@ from django.core.management import call_command
 from agents.models import Agent, Alert
 from agents.services import agent_key_issue
 from approvals import services
-from approvals.management.commands.seed_demo import DEMO_CONFIG
 from approvals.models import Decision
-from approvals.simulation import MIX
+from demo.management.commands.seed_demo import DEMO_CONFIG
+from demo.simulation import MIX
 from tests.factories import UserFactory, reviewer
 
 pytestmark = pytest.mark.django_db

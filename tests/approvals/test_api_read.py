@@ -145,7 +145,7 @@ def test_behaviour_without_an_active_version_is_not_found(agent):
 
 
 def test_the_hand_built_representation_matches_the_documented_serializer(api, email_body):
-    from approvals.api import DecisionOut, decision_representation
+    from approvals.api.views import DecisionOut, decision_representation
 
     created = _submit(api, email_body)
     decision = Decision.objects.get(pk=created["id"])

@@ -13,9 +13,9 @@ from django.utils import timezone
 from jsonschema import Draft202012Validator, FormatChecker
 
 from agents.models import AgentKey
-from approvals import simulation
 from approvals.models import Decision
 from audit.models import AuditEvent
+from demo import simulation
 from tests.factories import UserFactory
 
 DEMO_CONFIG = Path(settings.BASE_DIR) / "demo" / "governance.yaml"

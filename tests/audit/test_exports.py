@@ -12,9 +12,11 @@ from django.test.utils import CaptureQueriesContext
 from hypothesis import given
 from hypothesis import strategies as st
 
-from approvals import exports, services, trail_selectors
+from approvals import services
 from approvals.connectors import Delivery
 from audit.models import AuditEvent
+from audit.screens import exports
+from audit.screens import selectors as trail_selectors
 from audit.services import audit_seal
 from tests.factories import (
     ActionTypeFactory,

@@ -6,10 +6,11 @@ import time_machine
 from django.db import connection
 from django.utils import timezone
 
-from approvals import services, trail_selectors
+from approvals import services
 from approvals.connectors import Delivery
 from approvals.models import Decision, Review
 from audit.models import AuditEvent
+from audit.screens import selectors as trail_selectors
 from audit.services import audit_seal
 from tests.factories import (
     ActionTypeFactory,

@@ -16,11 +16,11 @@ from agents import services as agent_services
 from agents.models import Agent, Alert, BehaviourVersion
 from agents.selectors import active_behaviour
 from aispm_site.roles import MANAGE_AGENTS_PERMISSION, permission_required
+from approvals import selectors, services
+from approvals.models import Decision
 
-from . import selectors, services
-from .behaviour_diff import diff_versions
 from .behaviour_forms import ActivateForm, BehaviourVersionForm, DryRunForm, policy_text
-from .models import Decision
+from .diff import diff_versions
 
 admin_required = permission_required(MANAGE_AGENTS_PERMISSION)
 

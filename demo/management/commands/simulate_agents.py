@@ -10,8 +10,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from agents.models import Agent
 from agents.services import agent_key_issue
-from approvals import simulation
-from approvals.simulation import APPROVED, DENIED, NO_RESPONSE, PENDING, Outcome, Stats
+from demo import simulation
+from demo.simulation import APPROVED, DENIED, NO_RESPONSE, PENDING, Outcome, Stats
 
 MAX_RATE = 500.0
 MAX_DURATION = 86400.0

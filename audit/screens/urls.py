@@ -1,8 +1,7 @@
 from django.urls import path
 
-from audit import views as audit_views
-
 from . import exports, trails
+from . import views as audit_views
 
 app_name = "audit"
 urlpatterns = [

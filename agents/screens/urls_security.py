@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import security_views as views
+from . import security as views
 
 app_name = "security"
 urlpatterns = [

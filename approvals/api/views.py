@@ -23,8 +23,9 @@ from agents.auth import AgentKeyAuthentication, IsAgent
 from agents.selectors import active_behaviour
 from aispm_site.logging import bind_decision_id
 
-from . import api_errors, selectors, services
-from .models import Decision
+from .. import selectors, services
+from ..models import Decision
+from . import errors as api_errors
 
 MAX_JSON_DEPTH = 32
 

@@ -22,8 +22,8 @@ from aispm_site.roles import AUDIT_PERMISSION, permission_required
 from audit.selectors import chain_head
 from audit.services import audit_record, audit_seal
 
-from . import trail_selectors
-from .trail_selectors import TrailFilters
+from . import selectors as trail_selectors
+from .selectors import TrailFilters
 
 log = logging.getLogger(__name__)
 audit_required = permission_required(AUDIT_PERMISSION)

@@ -15,9 +15,9 @@ from django_htmx.http import push_url, reswap, retarget
 
 from aispm_site.roles import REVIEW_PERMISSION, permission_required
 
-from . import selectors, services
+from .. import selectors, services
+from ..models import Decision
 from .forms import ApproveForm, BulkApproveForm, ParamsEditForm, RejectForm
-from .models import Decision
 
 review_required = permission_required(REVIEW_PERMISSION)
 

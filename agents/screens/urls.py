@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import agent_views
+from . import behaviour as agent_views
 
 app_name = "agents"
 urlpatterns = [

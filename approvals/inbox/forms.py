@@ -2,7 +2,7 @@ import json
 
 from django import forms
 
-from . import scope
+from .. import scope
 
 REJECT_TAGS = [
     ("wrong recipient", "Wrong recipient"),

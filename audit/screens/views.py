@@ -4,7 +4,7 @@ from django.views.decorators.http import require_GET
 
 from aispm_site.roles import AUDIT_PERMISSION, permission_required
 
-from . import selectors
+from .. import selectors
 
 
 @require_GET

@@ -8,8 +8,8 @@ from django.views.decorators.http import require_GET
 
 from aispm_site.roles import AUDIT_PERMISSION, permission_required
 
-from . import trail_selectors
-from .trail_selectors import TrailFilters
+from . import selectors as trail_selectors
+from .selectors import TrailFilters
 
 audit_required = permission_required(AUDIT_PERMISSION)
 

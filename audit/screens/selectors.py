@@ -24,10 +24,9 @@ from django.db.models import (
 from django.db.models.functions import Cast
 
 from agents.models import ActionType, Agent
+from approvals.models import Decision, ReleaseAttempt, Review
 from audit.models import AuditEvent
 from audit.selectors import audit_events_for
-
-from .models import Decision, ReleaseAttempt, Review
 
 SEARCH_PAGE = 50
 EXPORT_CHUNK = 2000

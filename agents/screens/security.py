@@ -31,8 +31,7 @@ from agents.models import ActionType, Agent, AgentKey, Alert, GlobalStop, Grant
 from agents.policy_rules import validate_constraint
 from agents.selectors import global_stop_engaged
 from aispm_site.roles import MANAGE_AGENTS_PERMISSION, permission_required
-
-from .models import Decision
+from approvals.models import Decision
 
 admin_required = permission_required(MANAGE_AGENTS_PERMISSION)
 
