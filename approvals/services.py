@@ -393,21 +393,43 @@ def decision_approve(
             expected_params_hash=expected_params_hash,
         )
     except EditRefused as refusal:
-        with transaction.atomic():
-            audit_record(
-                event="decision.edit_refused",
-                actor=reviewer,
-                target=decision,
-                data={
-                    "code": refusal.code,
-                    "reason": str(refusal),
-                    "rule": refusal.rule,
-                    "comment": comment,
-                    "params_before": effective_params(decision),
-                    "params_after": approved_params,
-                },
-            )
+        decision_edit_refuse(
+            decision=decision,
+            reviewer=reviewer,
+            params=approved_params,
+            reason=str(refusal),
+            code=refusal.code,
+            rule=refusal.rule,
+            comment=comment,
+        )
         raise
+
+
+def decision_edit_refuse(
+    *,
+    decision: Decision,
+    reviewer,
+    params,
+    reason: str,
+    code: str,
+    rule: str = "",
+    comment: str = "",
+) -> None:
+    """Record a reviewer's refused edit; the attempt is all that is recorded."""
+    with transaction.atomic():
+        audit_record(
+            event="decision.edit_refused",
+            actor=reviewer,
+            target=decision,
+            data={
+                "code": code,
+                "reason": reason,
+                "rule": rule,
+                "comment": comment,
+                "params_before": effective_params(decision),
+                "params_after": params,
+            },
+        )
 
 
 def _edit_notes(notes: list, existing: list) -> list:

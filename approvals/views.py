@@ -238,6 +238,18 @@ def decision_edit(request: HttpRequest, decision_id) -> HttpResponse:
         return render(request, "approvals/inbox.html", full)
     form = ParamsEditForm(request.POST, action_type=decision.action_type, params=shown)
     if not form.is_valid():
+        if form.cleaned_data.get("params") is not None:
+            # The params were built but fail the schema: a refused edit, so it is audited.
+            services.decision_edit_refuse(
+                decision=decision,
+                reviewer=request.user,
+                params=form.cleaned_data["params"],
+                reason="; ".join(
+                    f"{field}: {error}" for field, errors in form.errors.items() for error in errors
+                ),
+                code="invalid",
+                comment=form.cleaned_data.get("comment", ""),
+            )
         return _refused(request, decision, "The edited params are not valid.", edit_form=form)
 
     def edit_and_approve():

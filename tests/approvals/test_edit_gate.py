@@ -335,3 +335,55 @@ def test_released_params_always_satisfy_the_grant_and_the_policys_approvals(
     )
     assert demanded.outcome != "deny"
     assert len(_approvers_of(decision, released)) >= demanded.approvals
+
+
+# --- the inbox edit view ------------------------------------------------------------------
+
+
+@pytest.fixture
+def rita(client):
+    user = reviewer(username="rita")
+    client.force_login(user)
+    return user
+
+
+def post_edit(client, decision: Decision, **fields):
+    shown = services.effective_params(decision)
+    data = {f"p_{name}": value for name, value in fields.items()}
+    return client.post(
+        f"/inbox/{decision.pk}/edit/",
+        {**data, "params_hash": services.params_fingerprint(shown)},
+    )
+
+
+def test_the_edit_view_refuses_an_edit_past_the_constraint_with_the_reason(client, world, rita):
+    decision = world.refund_of(480)
+    response = post_edit(client, decision, amount="9999", order="A-1001")
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "params.amount &lt;= 500" in html
+    assert 'id="edit-approve-button"' in html  # the form stays open with the reviewer's values
+    assert events(decision) == ["decision.submitted", "decision.edit_refused"]
+    assert not Review.objects.exists()
+
+
+def test_the_edit_view_audits_an_edit_that_breaks_the_schema(client, world, rita):
+    decision = world.payment_of(720)
+    response = post_edit(client, decision, amount="720", iban="not an iban")
+    assert response.status_code == 400
+    assert events(decision) == ["decision.submitted", "decision.edit_refused"]
+    refused = AuditEvent.objects.get(event="decision.edit_refused")
+    assert refused.actor_user == rita
+    assert refused.data["code"] == "invalid"
+    assert refused.data["params_after"]["iban"] == "not an iban"
+
+
+def test_the_detail_panel_says_earlier_approvals_no_longer_count(client, world, rita):
+    decision = world.payment_of(5000)
+    approve(decision, by=reviewer(username="amy"))
+    decision.refresh_from_db()
+    post_edit(client, decision, amount="6000", iban=NEW_IBAN)
+    html = client.get(f"/inbox/{decision.pk}/").content.decode()
+    assert "Approvals given to the earlier params no longer count" in html
+    assert "given to earlier params; no longer counts" in html
+    assert "1 of 2 approvals" in html
