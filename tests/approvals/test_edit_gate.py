@@ -25,7 +25,7 @@ def world():
 def events(decision: Decision) -> list[str]:
     return list(
         AuditEvent.objects.filter(target_id=str(decision.pk))
-        .order_by("seq")
+        .order_by("id")
         .values_list("event", flat=True)
     )
 
