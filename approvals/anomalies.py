@@ -79,8 +79,14 @@ def destinations(params: dict, names: list[str]) -> set[str]:
 
 
 def at_submission(
-    *, agent: Agent, action_type: ActionType, params: dict, now: datetime
+    *,
+    agent: Agent,
+    action_type: ActionType,
+    params: dict,
+    now: datetime,
+    exclude: Decision | None = None,
 ) -> list[Signal]:
+    """`exclude` is a decision whose params are being edited: it does not count itself."""
     signals = []
     for rule in rules_for(agent, action_type):
         if rule["rule"] == "new_destination":
@@ -102,13 +108,17 @@ def at_submission(
                     )
                 )
         elif rule["rule"] == "split_transactions":
-            signal = _split(rule, agent=agent, action_type=action_type, params=params, now=now)
+            signal = _split(
+                rule, agent=agent, action_type=action_type, params=params, now=now, exclude=exclude
+            )
             if signal:
                 signals.append(signal)
     return signals
 
 
-def _split(rule: dict, *, agent, action_type, params: dict, now: datetime) -> Signal | None:
+def _split(
+    rule: dict, *, agent, action_type, params: dict, now: datetime, exclude=None
+) -> Signal | None:
     """Several amounts below the threshold that add up past it within the window,
     optionally to the same recipient (`group_by`): the classic way around a limit."""
     amount = params.get(rule["param"])
@@ -120,6 +130,8 @@ def _split(rule: dict, *, agent, action_type, params: dict, now: datetime) -> Si
     same = Decision.objects.filter(
         agent=agent, action_type=action_type, created_at__gte=now - window
     ).exclude(status__in=NOT_COUNTED)
+    if exclude is not None:
+        same = same.exclude(pk=exclude.pk)
     group = rule.get("group_by")
     if group:
         if not isinstance(params.get(group), str):

@@ -16,7 +16,16 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from agents.models import ActionType, Agent, AgentKey, Alert, Grant, Outcome
+from agents.models import (
+    RISK_RANK,
+    ActionType,
+    Agent,
+    AgentKey,
+    Alert,
+    BehaviourVersion,
+    Grant,
+    Outcome,
+)
 from agents.selectors import active_behaviour, global_stop_engaged
 from agents.services import alert_raise
 from agents.summary import render_summary
@@ -60,6 +69,45 @@ def _transition(*, decision: Decision, from_statuses: set[str], to: str, **field
     return decision
 
 
+def _routed(
+    *,
+    version,
+    agent: Agent,
+    action_type: ActionType,
+    params: dict,
+    evidence: dict,
+    confidence: float | None,
+    anomaly_signals: list,
+    now,
+) -> tuple[policy.Route, list[dict]]:
+    """The policy route for these params, after anomaly signals and force-review."""
+    route = policy.route(
+        version=version,
+        agent=agent,
+        action_type=action_type,
+        params=params,
+        evidence=evidence,
+        confidence=confidence,
+    )
+    notes = [signal.as_json() for signal in anomaly_signals]
+    if agent.force_review_until and agent.force_review_until > now:
+        notes.append(
+            {"rule": "force_review", "action": "force_review", "message": agent.force_review_reason}
+        )
+    if notes:
+        explanation = route.explanation
+        if route.outcome == Outcome.ALLOW and any(n["action"] != "alert" for n in notes):
+            explanation += " Routed to review by anomaly detection."
+            route = dataclasses.replace(route, outcome=Outcome.REVIEW, bulk=False)
+        route = dataclasses.replace(
+            route,
+            explanation=explanation,
+            risk=anomalies.raised_risk(route.risk, notes),
+            bulk=False,
+        )
+    return route, notes
+
+
 def decision_create(
     *,
     agent: Agent,
@@ -82,31 +130,17 @@ def decision_create(
     """
     evidence = evidence or {}
     version = active_behaviour(agent)
-    route = policy.route(
+    now = timezone.now()
+    route, notes = _routed(
         version=version,
         agent=agent,
         action_type=action_type,
         params=params,
         evidence=evidence,
         confidence=confidence,
+        anomaly_signals=anomaly_signals,
+        now=now,
     )
-    now = timezone.now()
-    notes = [signal.as_json() for signal in anomaly_signals]
-    if agent.force_review_until and agent.force_review_until > now:
-        notes.append(
-            {"rule": "force_review", "action": "force_review", "message": agent.force_review_reason}
-        )
-    if notes:
-        explanation = route.explanation
-        if route.outcome == Outcome.ALLOW and any(n["action"] != "alert" for n in notes):
-            explanation += " Routed to review by anomaly detection."
-            route = dataclasses.replace(route, outcome=Outcome.REVIEW, bulk=False)
-        route = dataclasses.replace(
-            route,
-            explanation=explanation,
-            risk=anomalies.raised_risk(route.risk, notes),
-            bulk=False,
-        )
     status = {
         Outcome.ALLOW: Decision.Status.APPROVED,
         Outcome.DENY: Decision.Status.DENIED,
@@ -242,6 +276,93 @@ def effective_params(decision: Decision) -> dict:
     return decision.approved_params if decision.approved_params is not None else decision.params
 
 
+class EditRefused(Exception):
+    """A reviewer's edit that the agent's own gate refuses (schema, grant, constraint or a
+    policy deny). Nothing is recorded but the refused attempt."""
+
+    def __init__(self, message: str, *, code: str, rule: str = "", details: dict | None = None):
+        super().__init__(message)
+        self.code = code
+        self.rule = rule
+        self.details = details or {}
+
+
+@dataclass(frozen=True)
+class EditRoute:
+    """Where the agent's gate routes a reviewer's edited params."""
+
+    route: policy.Route
+    notes: list
+    proposal: bool
+
+
+def approvals_for_current_params(reviews) -> list[Review]:
+    """The approvals that count: those given to the params the decision holds now.
+
+    Only an edit changes the params, so every approval before the last edit was given
+    to other params (another params hash) and no longer counts.
+    """
+    reviews = sorted(reviews, key=lambda review: review.pk)
+    edits = [i for i, review in enumerate(reviews) if review.verdict == Review.Verdict.EDIT_APPROVE]
+    since = edits[-1] if edits else 0
+    return [review for review in reviews[since:] if review.verdict != Review.Verdict.REJECT]
+
+
+def _edit_route(*, decision: Decision, params: dict, now) -> EditRoute:
+    """Put a reviewer's edited params through the agent's gate, as the agent: the grant
+    (which must still exist) and its constraint, the schema, the anomaly rules that
+    inspect params, and the policy of the decision's behaviour version."""
+    agent, action_type = decision.agent, decision.action_type
+    grant = scope.grant_for(agent=agent, action_key=action_type.key)
+    if grant is None or grant.action_type_id != action_type.pk:
+        raise EditRefused(
+            f"The agent's grant for {action_type.key} has been removed, so no edit can be "
+            "approved.",
+            code="out_of_scope",
+        )
+    try:
+        signals = params_evaluate(
+            agent=agent,
+            grant=grant,
+            params=params,
+            evidence=decision.evidence,
+            confidence=decision.confidence,
+            now=now,
+            exclude=decision,
+        )
+    except SubmissionRefused as refusal:
+        message = refusal.message
+        if refusal.code == "invalid" and refusal.details:
+            message += " " + "; ".join(
+                f"{path}: {' '.join(errors)}" for path, errors in list(refusal.details.items())[:5]
+            )
+        raise EditRefused(message, code=refusal.code, details=refusal.details) from None
+    version = (
+        BehaviourVersion.objects.filter(agent=agent, number=decision.behaviour_version).first()
+        if decision.behaviour_version is not None
+        else None
+    )
+    route, notes = _routed(
+        version=version,
+        agent=agent,
+        action_type=action_type,
+        params=params,
+        evidence=decision.evidence,
+        confidence=decision.confidence,
+        anomaly_signals=signals,
+        now=now,
+    )
+    if route.outcome == Outcome.DENY:
+        raise EditRefused(
+            f"Policy rule {route.rule!r} denies the edited params: {route.explanation}",
+            code="denied",
+            rule=route.rule,
+        )
+    higher_risk = RISK_RANK.get(route.risk, 4) > RISK_RANK.get(decision.risk, 0)
+    more_approvals = route.approvals > decision.required_approvals
+    return EditRoute(route=route, notes=notes, proposal=higher_risk or more_approvals)
+
+
 @_expire_if_late
 def decision_approve(
     *,
@@ -256,7 +377,74 @@ def decision_approve(
     `approved_params` is set when the reviewer edited the params before approving.
     `expected_params_hash` is params_fingerprint() of the params the reviewer was
     shown; if the decision holds other params now, nothing is recorded.
+
+    Edited params pass the agent's own gate first (see _edit_route). A refused edit
+    raises EditRefused and records only the attempt. An edit that the policy routes
+    to more approvals or a higher risk is stored as a proposal: the decision stays
+    pending under the new route and the editor's approval counts as one. Approvals
+    count only for the params they were given to.
     """
+    try:
+        return _approve_locked(
+            decision=decision,
+            reviewer=reviewer,
+            comment=comment,
+            approved_params=approved_params,
+            expected_params_hash=expected_params_hash,
+        )
+    except EditRefused as refusal:
+        decision_edit_refuse(
+            decision=decision,
+            reviewer=reviewer,
+            params=approved_params,
+            reason=str(refusal),
+            code=refusal.code,
+            rule=refusal.rule,
+            comment=comment,
+        )
+        raise
+
+
+def decision_edit_refuse(
+    *,
+    decision: Decision,
+    reviewer,
+    params,
+    reason: str,
+    code: str,
+    rule: str = "",
+    comment: str = "",
+) -> None:
+    """Record a reviewer's refused edit; the attempt is all that is recorded."""
+    with transaction.atomic():
+        audit_record(
+            event="decision.edit_refused",
+            actor=reviewer,
+            target=decision,
+            data={
+                "code": code,
+                "reason": reason,
+                "rule": rule,
+                "comment": comment,
+                "params_before": effective_params(decision),
+                "params_after": params,
+            },
+        )
+
+
+def _edit_notes(notes: list, existing: list) -> list:
+    fresh = [{**note, "message": f"After the edit: {note['message']}"} for note in notes]
+    return existing + [note for note in fresh if note not in existing]
+
+
+def _approve_locked(
+    *,
+    decision: Decision,
+    reviewer,
+    comment: str,
+    approved_params: dict | None,
+    expected_params_hash: str | None,
+) -> Decision:
     with transaction.atomic():
         decision = Decision.objects.select_for_update().get(pk=decision.pk)
         _check_reviewer(decision=decision, reviewer=reviewer)
@@ -268,6 +456,8 @@ def decision_approve(
                 "This decision changed since you opened it. Review it again.", decision=decision
             )
         edited = approved_params is not None and approved_params != current
+        now = timezone.now()
+        gate = _edit_route(decision=decision, params=approved_params, now=now) if edited else None
         try:
             with transaction.atomic():
                 review = Review.objects.create(
@@ -280,7 +470,9 @@ def decision_approve(
                 )
         except IntegrityError:
             raise ReviewNotAllowed("You have already reviewed this decision.") from None
-        approvals = decision.reviews.exclude(verdict=Review.Verdict.REJECT).count()
+        if gate is not None and gate.proposal:
+            return _propose_edit(decision=decision, review=review, gate=gate, now=now)
+        approvals = len(approvals_for_current_params(decision.reviews.all()))
         audit_record(
             event="decision.review_added",
             actor=reviewer,
@@ -295,11 +487,15 @@ def decision_approve(
             },
         )
         if edited:
-            Decision.objects.filter(pk=decision.pk).update(approved_params=approved_params)
+            Decision.objects.filter(pk=decision.pk).update(
+                approved_params=approved_params,
+                anomalies=_edit_notes(gate.notes, decision.anomalies or []),
+                bulk_allowed=False,
+                updated_at=now,
+            )
         if approvals < decision.required_approvals:
             decision.refresh_from_db()
             return decision
-        now = timezone.now()
         decision = _transition(
             decision=decision,
             from_statuses={Decision.Status.PENDING},
@@ -318,6 +514,56 @@ def decision_approve(
         anomalies.remember_destinations(decision=decision)
         _enqueue_release(decision)
         _notify(decision, "approved")
+    return decision
+
+
+def _propose_edit(*, decision: Decision, review: Review, gate: EditRoute, now) -> Decision:
+    """Store an edit that needs more than the decision had: it waits, under its new route,
+    for the other reviewers it needs; the editor's approval counts as one."""
+    route = gate.route
+    # Someone other than the editor must see the edit, even when only the risk went up.
+    required = max(route.approvals, decision.required_approvals, 2)
+    risk = max(route.risk, decision.risk, key=lambda value: RISK_RANK.get(value, 4))
+    editor = review.reviewer.get_username()
+    explanation = (
+        f"{route.explanation} Edited by {editor}: the edited params need {required} "
+        f"approvals at {risk} risk, so the edit waits for another reviewer. Approvals "
+        "given to the earlier params no longer count."
+    )
+    before = {
+        "rule": decision.policy_rule,
+        "risk": decision.risk,
+        "required_approvals": decision.required_approvals,
+    }
+    updated = Decision.objects.filter(pk=decision.pk, status=Decision.Status.PENDING).update(
+        approved_params=review.params_after,
+        policy_outcome=Outcome.REVIEW,
+        policy_rule=route.rule,
+        policy_explanation=explanation,
+        risk=risk,
+        required_approvals=required,
+        bulk_allowed=False,
+        anomalies=_edit_notes(gate.notes, decision.anomalies or []),
+        updated_at=now,
+    )
+    decision.refresh_from_db()
+    if updated != 1:
+        raise DecisionConflict(already_decided(decision), decision=decision)
+    audit_record(
+        event="decision.edit_proposed",
+        actor=review.reviewer,
+        target=decision,
+        data={
+            "verdict": review.verdict,
+            "comment": review.comment,
+            "params_before": review.params_before,
+            "params_after": review.params_after,
+            "before": before,
+            "after": {"rule": route.rule, "risk": risk, "required_approvals": required},
+            "approvals": 1,
+            "explanation": explanation,
+        },
+    )
     return decision
 
 
@@ -530,10 +776,22 @@ def release_blocker(decision: Decision) -> str | None:
         key = AgentKey.objects.filter(pk=decision.key_id).first()
         if key is None or (key.revoked_at is not None and key.revoked_at <= timezone.now()):
             return "The key that submitted this decision has been revoked."
-    if not Grant.objects.filter(
-        agent_id=decision.agent_id, action_type_id=decision.action_type_id
-    ).exists():
+    grant = (
+        Grant.objects.select_related("action_type")
+        .filter(agent_id=decision.agent_id, action_type_id=decision.action_type_id)
+        .first()
+    )
+    if grant is None:
         return f"The agent's grant for {decision.action_type.key} has been removed."
+    verdict = scope.check_constraint(
+        agent=agent,
+        grant=grant,
+        params=effective_params(decision),
+        evidence=decision.evidence,
+        confidence=decision.confidence,
+    )
+    if not verdict.allowed:
+        return f"The params to release are outside the agent's grant: {verdict.message}"
     return None
 
 
@@ -655,6 +913,43 @@ def _replay(*, agent: Agent, idempotency_key: str | None, request_hash: str) -> 
     return original
 
 
+def params_evaluate(
+    *,
+    agent: Agent,
+    grant: Grant,
+    params: dict,
+    evidence: dict,
+    confidence: float | None,
+    now,
+    exclude: Decision | None = None,
+) -> list:
+    """The checks an agent's params pass, as the agent: the action type's JSON Schema,
+    the grant's constraint, then the anomaly rules that inspect params. Returns the
+    anomaly signals; a failed check raises SubmissionRefused. Reviewers' edits go
+    through this too, with `exclude` the decision being edited."""
+    action_type = grant.action_type
+    errors = scope.params_errors(action_type=action_type, params=params)
+    if errors:
+        raise SubmissionRefused(
+            "invalid", f"params do not match the schema of {action_type.key}.", details=errors
+        )
+    verdict = scope.check_constraint(
+        agent=agent, grant=grant, params=params, evidence=evidence, confidence=confidence
+    )
+    if not verdict.allowed:
+        raise SubmissionRefused(
+            "out_of_scope",
+            verdict.message,
+            details={"constraint": [grant.constraint]},
+            audit_event="decision.out_of_scope",
+        )
+    if not (agent.anomaly_rules or action_type.anomaly_rules):
+        return []
+    return anomalies.at_submission(
+        agent=agent, action_type=action_type, params=params, now=now, exclude=exclude
+    )
+
+
 def _checked_submission(
     *,
     key: AgentKey,
@@ -689,28 +984,11 @@ def _checked_submission(
             f"Over the limit of {grant.limit_per_hour} {action} requests per hour.",
             retry_after=retry_after,
         )
-    errors = scope.params_errors(action_type=action_type, params=params)
-    if errors:
-        raise SubmissionRefused(
-            "invalid", f"params do not match the schema of {action}.", details=errors
-        )
-    verdict = scope.check_constraint(
-        agent=agent, grant=grant, params=params, evidence=evidence, confidence=confidence
-    )
-    if not verdict.allowed:
-        raise SubmissionRefused(
-            "out_of_scope",
-            verdict.message,
-            details={"constraint": [grant.constraint]},
-            audit_event="decision.out_of_scope",
-        )
-    watched = bool(agent.anomaly_rules or action_type.anomaly_rules)
     now = timezone.now()
-    signals = (
-        anomalies.at_submission(agent=agent, action_type=action_type, params=params, now=now)
-        if watched
-        else []
+    signals = params_evaluate(
+        agent=agent, grant=grant, params=params, evidence=evidence, confidence=confidence, now=now
     )
+    watched = bool(agent.anomaly_rules or action_type.anomaly_rules)
     decision = decision_create(
         agent=agent,
         action_type=action_type,

@@ -66,8 +66,10 @@ class ParamsEditForm(forms.Form):
     """A form generated from an action type's params JSON Schema.
 
     Each top-level property gets a field that suits its type; anything richer is
-    edited as JSON. The cleaned result is checked against the schema itself, so the
-    form can never approve params the agent would not have been allowed to send.
+    edited as JSON. The cleaned result is checked against the schema here, for field
+    errors; the approval service then puts it through the agent's whole gate (grant,
+    constraint, anomaly rules, policy), so an edit can never approve params the agent
+    would not have been allowed to send.
     """
 
     comment = forms.CharField(

@@ -55,7 +55,8 @@ def _detail_context(request: HttpRequest, decision: Decision | None, **extra) ->
     if decision is None:
         return {"decision": None, **extra}
     shown = services.effective_params(decision)
-    approvals = sum(1 for review in decision.reviews.all() if review.verdict != "reject")
+    counted = services.approvals_for_current_params(decision.reviews.all())
+    approvals = len(counted)
     own_agent = decision.agent.owner_id == request.user.pk
     already = any(review.reviewer_id == request.user.pk for review in decision.reviews.all())
     return {
@@ -70,6 +71,7 @@ def _detail_context(request: HttpRequest, decision: Decision | None, **extra) ->
         and decision.agent.status == decision.agent.Status.ACTIVE,
         "own_agent": own_agent,
         "already_reviewed": already,
+        "counted_review_ids": {review.pk for review in counted},
         "reject_form": extra.pop("reject_form", None) or RejectForm(),
         "edit_form": extra.pop("edit_form", None),
         **extra,
@@ -236,19 +238,43 @@ def decision_edit(request: HttpRequest, decision_id) -> HttpResponse:
         return render(request, "approvals/inbox.html", full)
     form = ParamsEditForm(request.POST, action_type=decision.action_type, params=shown)
     if not form.is_valid():
+        if form.cleaned_data.get("params") is not None:
+            # The params were built but fail the schema: a refused edit, so it is audited.
+            services.decision_edit_refuse(
+                decision=decision,
+                reviewer=request.user,
+                params=form.cleaned_data["params"],
+                reason="; ".join(
+                    f"{field}: {error}" for field, errors in form.errors.items() for error in errors
+                ),
+                code="invalid",
+                comment=form.cleaned_data.get("comment", ""),
+            )
         return _refused(request, decision, "The edited params are not valid.", edit_form=form)
 
     def edit_and_approve():
-        services.decision_approve(
+        edited = services.decision_approve(
             decision=decision,
             reviewer=request.user,
             comment=form.cleaned_data["comment"],
             approved_params=form.cleaned_data["params"],
             expected_params_hash=form.cleaned_data["params_hash"],
         )
-        messages.success(request, f"Edited and approved: {decision.summary}")
+        if edited.is_pending:
+            messages.info(
+                request,
+                f"Edited: {decision.summary}. The edited params need "
+                f"{edited.required_approvals} approvals ({edited.get_risk_display()} risk); "
+                "yours counts as one.",
+            )
+        else:
+            messages.success(request, f"Edited and approved: {decision.summary}")
 
-    return _act(request, decision, edit_and_approve)
+    try:
+        return _act(request, decision, edit_and_approve)
+    except services.EditRefused as refusal:
+        form.add_error(None, f"The agent could not send these params: {refusal}")
+        return _refused(request, decision, "Edit refused.", edit_form=form)
 
 
 @require_POST

@@ -16,6 +16,7 @@ from audit.models import AuditEvent
 from tests.factories import (
     ActionTypeFactory,
     AgentFactory,
+    GrantFactory,
     UserFactory,
     agent_admin,
     auditor,
@@ -39,6 +40,8 @@ def world():
     action = ActionTypeFactory(
         key="refund.issue", summary_template="Refund {amount}", params_schema={"type": "object"}
     )
+    # A reviewer's edit passes the agent's gate, so the agent holds the grant.
+    GrantFactory(agent=agent, action_type=action)
     v1 = behaviour_version_create(
         agent=agent,
         instructions="Be kind.\nRefund fairly.",

@@ -9,6 +9,7 @@ from tests.factories import (
     ActionTypeFactory,
     AgentFactory,
     BehaviourVersionFactory,
+    GrantFactory,
     UserFactory,
     reviewer,
 )
@@ -39,8 +40,19 @@ def agent():
 
 
 @pytest.fixture
-def action():
-    return ActionTypeFactory(key="payment.transfer", summary_template="Pay {amount} to {to}")
+def action(agent):
+    action = ActionTypeFactory(
+        key="payment.transfer",
+        summary_template="Pay {amount} to {to}",
+        params_schema={
+            "type": "object",
+            "required": ["amount", "to"],
+            "properties": {"amount": {"type": "number"}, "to": {"type": "string"}},
+        },
+    )
+    # A reviewer's edit passes the agent's gate, so the agent holds the grant.
+    GrantFactory(agent=agent, action_type=action)
+    return action
 
 
 def _submit(agent, action, amount):

@@ -12,6 +12,7 @@ from tests.factories import (
     ActionTypeFactory,
     AgentFactory,
     BehaviourVersionFactory,
+    GrantFactory,
     UserFactory,
     agent_admin,
     auditor,
@@ -58,6 +59,9 @@ def world():
         irreversible=True,
     )
     crm = ActionTypeFactory(key="crm.update", summary_template="Set {field}", params_schema={})
+    # A reviewer's edit passes the agent's gate, so the agent holds the grants.
+    GrantFactory(agent=agent, action_type=email)
+    GrantFactory(agent=agent, action_type=crm)
     return {"agent": agent, "owner": owner, "email": email, "crm": crm}
 
 
