@@ -73,6 +73,7 @@ def decision_create(
     request_hash: str = "",
     external_ref: str = "",
     anomaly_signals: list = (),
+    canonicalised: dict | None = None,
 ) -> Decision:
     """Route a proposed action through the agent's active policy and store it.
 
@@ -160,6 +161,7 @@ def decision_create(
                 "required_approvals": route.approvals,
                 "behaviour_version": decision.behaviour_version,
                 "key_id": key.pk if key else None,
+                **({"canonicalised": canonicalised} if canonicalised else {}),
             },
         )
         if status == Decision.Status.APPROVED:
@@ -689,11 +691,14 @@ def _checked_submission(
             f"Over the limit of {grant.limit_per_hour} {action} requests per hour.",
             retry_after=retry_after,
         )
-    errors = scope.params_errors(action_type=action_type, params=params)
-    if errors:
+    checked = scope.checked_params(action_type=action_type, params=params)
+    if checked.errors:
         raise SubmissionRefused(
-            "invalid", f"params do not match the schema of {action}.", details=errors
+            "invalid", f"params do not match the schema of {action}.", details=checked.errors
         )
+    # From here on, policy, anomaly rules, the stored decision and the connector see
+    # destinations in canonical form; the agent's originals stay in the audit event.
+    params = checked.params
     verdict = scope.check_constraint(
         agent=agent, grant=grant, params=params, evidence=evidence, confidence=confidence
     )
@@ -723,6 +728,7 @@ def _checked_submission(
         request_hash=request_hash,
         external_ref=external_ref,
         anomaly_signals=signals,
+        canonicalised=checked.originals,
     )
     if watched and decision.status == Decision.Status.DENIED:
         signals += anomalies.after_denial(agent=agent, now=now)
