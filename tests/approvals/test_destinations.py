@@ -496,3 +496,14 @@ def test_a_stored_schema_that_no_longer_compiles_refuses_submissions():
     response = _post(api, {"x": "x"})
     assert response.status_code == 400, response.content
     assert "schema is invalid" in response.json()["error"]["details"]["params"][0]
+
+
+@pytest.mark.parametrize("fmt", ["hostname", "idn-hostname"])
+def test_host_names_are_canonical_and_refused_when_ambiguous(fmt):
+    schema = {"type": "object", "properties": {"host": {"type": "string", "format": fmt}}}
+    _agent, key, _api = _world(schema=schema, policy=[{"id": "all", "outcome": "allow"}])
+    decision = _submit(key, {"host": "Mail.Bücher.Example"}).decision
+    assert decision.params == {"host": "mail.xn--bcher-kva.example"}
+    for bad in ("mail.suppliers.example.", "mail suppliers.example", "0x7f.1", "a_b.example"):
+        with pytest.raises(services.SubmissionRefused):
+            _submit(key, {"host": bad})
