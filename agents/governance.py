@@ -29,6 +29,7 @@ from jsonschema.exceptions import SchemaError
 from . import crypto, services
 from .anomaly_rules import validate_anomaly_rules
 from .models import ActionType, Agent, Outcome, Risk
+from .params_schema import schema_problem
 from .policy_rules import validate_constraint, validate_policy
 
 ACTOR = "apply_governance"
@@ -412,7 +413,8 @@ def _semantic_problems(data: dict) -> list[tuple[str, str]]:
         schema = spec.get("params_schema")
         if isinstance(schema, dict):
             try:
-                Draft202012Validator.check_schema(schema)
+                # Patterns are checked below as ECMA-262, not as Python regexes.
+                Draft202012Validator.check_schema(schema, format_checker=None)
             except SchemaError as exc:
                 problems.append(
                     (
@@ -420,6 +422,10 @@ def _semantic_problems(data: dict) -> list[tuple[str, str]]:
                         f"invalid JSON Schema: {exc.message}",
                     )
                 )
+            else:
+                problem = schema_problem(schema)
+                if problem:
+                    problems.append((_path(f"{here}.params_schema", problem[0]), problem[1]))
         summary = spec.get("summary")
         if isinstance(summary, str):
             try:

@@ -21,6 +21,7 @@ from agents.models import ActionType, Agent, Alert, SeenDestination
 from agents.services import agent_suspend, alert_raise
 from audit.models import AuditEvent
 
+from . import formats
 from .models import Decision
 
 RISK_ORDER = ["low", "medium", "high", "critical"]
@@ -61,20 +62,25 @@ def rules_for(agent: Agent, action_type: ActionType | None = None, kind: str = "
     ]
 
 
+def _destination(item: str) -> str:
+    """The canonical email domain or URL host; a value that is neither in canonical form
+    counts whole, so that it is always new rather than passing for a known domain."""
+    try:
+        if "://" in item:
+            return urlsplit(formats.canonical_url(item)).hostname or item
+        return formats.canonical_email(item).rsplit("@", 1)[1]
+    except (formats.NotCanonical, ValueError):
+        return item.lower()
+
+
 def destinations(params: dict, names: list[str]) -> set[str]:
     """Email domains and URL hosts found in the named params."""
     found = set()
     for name in names:
         value = params.get(name)
         for item in value if isinstance(value, list) else [value]:
-            if not isinstance(item, str) or not item:
-                continue
-            if "@" in item and "://" not in item:
-                found.add(item.rsplit("@", 1)[1].strip().lower())
-            elif "://" in item:
-                host = urlsplit(item).hostname
-                if host:
-                    found.add(host.lower())
+            if isinstance(item, str) and ("@" in item or "://" in item):
+                found.add(_destination(item))
     return {value[:255] for value in found if value}
 
 

@@ -24,6 +24,8 @@ from standardwebhooks.webhooks import Webhook
 from agents import crypto
 from agents.models import ActionType
 
+from . import formats
+
 EXCERPT_CHARS = 500
 TIMEOUT_SECONDS = 10
 USER_AGENT = "aispm-release/1"
@@ -291,19 +293,31 @@ class WebhookConnector(Connector):
         )
 
 
+def _recipients(value) -> list[str]:
+    values = value if isinstance(value, list) else [value] if value else []
+    if not all(isinstance(item, str) for item in values):
+        raise formats.NotCanonical("a recipient is not a string")
+    return [formats.canonical_email(item) for item in values]
+
+
 class EmailConnector(Connector):
     kind = ActionType.Connector.EMAIL
 
     def deliver(self, *, decision, params: dict) -> Delivery:
         started = time.monotonic()
         config = decision.action_type.connector_config or {}
-        to = params.get("to") or []
+        try:
+            # Only bare addresses go out: a display name or comment in a recipient
+            # would send the mail somewhere the checks never saw.
+            to, cc = _recipients(params.get("to")), _recipients(params.get("cc"))
+        except formats.NotCanonical as exc:
+            return Delivery(False, retryable=False, error=f"recipient refused: {exc}")
         message = EmailMessage(
             subject=str(params.get("subject", ""))[:300].replace("\r", " ").replace("\n", " "),
             body=str(params.get("body", "")),
             from_email=config.get("from") or settings.DEFAULT_FROM_EMAIL,
-            to=to if isinstance(to, list) else [to],
-            cc=params.get("cc") or [],
+            to=to,
+            cc=cc,
             headers={"X-Aispm-Decision": str(decision.pk)},
         )
         try:

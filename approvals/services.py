@@ -121,6 +121,7 @@ def decision_create(
     request_hash: str = "",
     external_ref: str = "",
     anomaly_signals: list = (),
+    canonicalised: dict | None = None,
 ) -> Decision:
     """Route a proposed action through the agent's active policy and store it.
 
@@ -194,6 +195,7 @@ def decision_create(
                 "required_approvals": route.approvals,
                 "behaviour_version": decision.behaviour_version,
                 "key_id": key.pk if key else None,
+                **({"canonicalised": canonicalised} if canonicalised else {}),
             },
         )
         if status == Decision.Status.APPROVED:
@@ -294,6 +296,7 @@ class EditRoute:
     route: policy.Route
     notes: list
     proposal: bool
+    params: dict  # the edited params in canonical form, as they will be released
 
 
 def approvals_for_current_params(reviews) -> list[Review]:
@@ -321,7 +324,7 @@ def _edit_route(*, decision: Decision, params: dict, now) -> EditRoute:
             code="out_of_scope",
         )
     try:
-        signals = params_evaluate(
+        evaluated = params_evaluate(
             agent=agent,
             grant=grant,
             params=params,
@@ -337,6 +340,7 @@ def _edit_route(*, decision: Decision, params: dict, now) -> EditRoute:
                 f"{path}: {' '.join(errors)}" for path, errors in list(refusal.details.items())[:5]
             )
         raise EditRefused(message, code=refusal.code, details=refusal.details) from None
+    params, signals = evaluated.params, evaluated.signals
     version = (
         BehaviourVersion.objects.filter(agent=agent, number=decision.behaviour_version).first()
         if decision.behaviour_version is not None
@@ -360,7 +364,9 @@ def _edit_route(*, decision: Decision, params: dict, now) -> EditRoute:
         )
     higher_risk = RISK_RANK.get(route.risk, 4) > RISK_RANK.get(decision.risk, 0)
     more_approvals = route.approvals > decision.required_approvals
-    return EditRoute(route=route, notes=notes, proposal=higher_risk or more_approvals)
+    return EditRoute(
+        route=route, notes=notes, proposal=higher_risk or more_approvals, params=params
+    )
 
 
 @_expire_if_late
@@ -458,6 +464,8 @@ def _approve_locked(
         edited = approved_params is not None and approved_params != current
         now = timezone.now()
         gate = _edit_route(decision=decision, params=approved_params, now=now) if edited else None
+        if gate is not None:
+            approved_params = gate.params
         try:
             with transaction.atomic():
                 review = Review.objects.create(
@@ -922,17 +930,23 @@ def params_evaluate(
     confidence: float | None,
     now,
     exclude: Decision | None = None,
-) -> list:
-    """The checks an agent's params pass, as the agent: the action type's JSON Schema,
-    the grant's constraint, then the anomaly rules that inspect params. Returns the
-    anomaly signals; a failed check raises SubmissionRefused. Reviewers' edits go
-    through this too, with `exclude` the decision being edited."""
+) -> "Evaluated":
+    """The checks an agent's params pass, as the agent: the action type's JSON Schema
+    (which also puts destinations in canonical form), the grant's constraint, then the
+    anomaly rules that inspect params. A failed check raises SubmissionRefused.
+    Reviewers' edits go through this too, with `exclude` the decision being edited.
+
+    From here on, policy, anomaly rules, the stored decision and the connector see the
+    canonical params; the originals are kept for the audit event."""
     action_type = grant.action_type
-    errors = scope.params_errors(action_type=action_type, params=params)
-    if errors:
+    checked = scope.checked_params(action_type=action_type, params=params)
+    if checked.errors:
         raise SubmissionRefused(
-            "invalid", f"params do not match the schema of {action_type.key}.", details=errors
+            "invalid",
+            f"params do not match the schema of {action_type.key}.",
+            details=checked.errors,
         )
+    params = checked.params
     verdict = scope.check_constraint(
         agent=agent, grant=grant, params=params, evidence=evidence, confidence=confidence
     )
@@ -943,11 +957,21 @@ def params_evaluate(
             details={"constraint": [grant.constraint]},
             audit_event="decision.out_of_scope",
         )
-    if not (agent.anomaly_rules or action_type.anomaly_rules):
-        return []
-    return anomalies.at_submission(
-        agent=agent, action_type=action_type, params=params, now=now, exclude=exclude
-    )
+    signals = []
+    if agent.anomaly_rules or action_type.anomaly_rules:
+        signals = anomalies.at_submission(
+            agent=agent, action_type=action_type, params=params, now=now, exclude=exclude
+        )
+    return Evaluated(params=params, originals=checked.originals, signals=signals)
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """Params that passed the agent's gate, in canonical form, with the anomaly signals."""
+
+    params: dict
+    originals: dict
+    signals: list
 
 
 def _checked_submission(
@@ -985,9 +1009,10 @@ def _checked_submission(
             retry_after=retry_after,
         )
     now = timezone.now()
-    signals = params_evaluate(
+    evaluated = params_evaluate(
         agent=agent, grant=grant, params=params, evidence=evidence, confidence=confidence, now=now
     )
+    params, signals = evaluated.params, evaluated.signals
     watched = bool(agent.anomaly_rules or action_type.anomaly_rules)
     decision = decision_create(
         agent=agent,
@@ -1001,6 +1026,7 @@ def _checked_submission(
         request_hash=request_hash,
         external_ref=external_ref,
         anomaly_signals=signals,
+        canonicalised=evaluated.originals,
     )
     if watched and decision.status == Decision.Status.DENIED:
         signals += anomalies.after_denial(agent=agent, now=now)

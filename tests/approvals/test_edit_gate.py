@@ -387,3 +387,22 @@ def test_the_detail_panel_says_earlier_approvals_no_longer_count(client, world, 
     assert "Approvals given to the earlier params no longer count" in html
     assert "given to earlier params; no longer counts" in html
     assert "1 of 2 approvals" in html
+
+
+def test_an_edited_recipient_is_stored_and_released_in_canonical_form(world):
+    decision = world.email_to("buyer@suppliers.example")
+    approved = edit(
+        decision, {"to": ["Sales@SUPPLIERS.example"], "subject": "Order", "body": "Hello"}
+    )
+    assert approved.approved_params["to"] == ["sales@suppliers.example"]
+
+
+def test_an_edited_recipient_with_an_rfc_5322_comment_is_refused(world):
+    decision = world.email_to("buyer@suppliers.example")
+    before = snapshot(decision)
+    with pytest.raises(services.EditRefused, match="bare email address"):
+        edit(
+            decision,
+            {"to": ["attacker@evil.example (x@suppliers.example"], "subject": "O", "body": "H"},
+        )
+    assert_untouched(decision, before=before)
