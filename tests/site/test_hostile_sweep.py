@@ -22,8 +22,11 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from django.urls.exceptions import Resolver404
 
 from agents import services as agent_services
-from agents.models import Agent
-from tests.factories import UserFactory
+from agents.models import Agent, BehaviourVersion, Grant
+from approvals.models import Decision
+from approvals.services import params_fingerprint
+from audit.models import AuditEvent
+from tests.factories import ActionTypeFactory, DecisionFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -333,3 +336,162 @@ def test_no_path_segment_gives_a_server_error_or_a_traceback(swept, client, capl
                         sweep.send(f"{label} for {value}", method, attacked, "")
     assert "\n".join(sweep.problems) == ""
     assert "\n".join(_log_problems(caplog)) == ""
+
+
+# The cases the issue measured, one by one.
+
+
+@pytest.fixture
+def root(client):
+    admin = UserFactory(username="root", is_superuser=True, is_staff=True)
+    client.force_login(admin)
+    return admin
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/inbox/?agent=%00",
+        "/inbox/?action=x%00",
+        "/audit/?q=%00ab",
+        "/audit/?agent=%00",
+        "/security/alerts/?agent=%00",
+        "/security/alerts/?kind=%00",
+        "/agents/a%00b/",
+        "/security/agents/a%00b/scopes/",
+    ],
+)
+def test_a_nul_in_a_filter_or_path_segment_is_a_400(client, root, url):
+    response = client.get(url)
+    assert response.status_code == 400
+    assert b"NUL" in response.content
+
+
+@pytest.mark.parametrize("url", ["/audit/export.csv?agent=%00", "/audit/export.jsonl?q=%00ab"])
+def test_an_export_with_a_nul_filter_is_refused_not_truncated_and_unaudited(client, root, url):
+    response = client.get(url)
+    assert response.status_code == 400
+    assert not response.streaming
+    assert not AuditEvent.objects.filter(event="audit.exported").exists()
+
+
+def test_the_feedback_export_ignores_a_version_in_unicode_digits(client, root):
+    call_command("seed_demo", stdout=io.StringIO())
+    everything = client.get("/agents/sdr-agent/feedback.jsonl")
+    lines = b"".join(everything.streaming_content)
+    for version in ("²", "٣", "1_0", " 1", str(2**63), "9" * 40):
+        response = client.get(f"/agents/sdr-agent/feedback.jsonl?{urlencode({'version': version})}")
+        assert response.status_code == 200
+        assert b"".join(response.streaming_content) == lines
+
+
+@pytest.mark.parametrize("url", ["/agents/sdr-agent/versions/diff/?a=99999999999999999999"])
+def test_a_version_number_past_the_column_is_not_found(client, root, url):
+    call_command("seed_demo", stdout=io.StringIO())
+    assert client.get(url).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/security/alerts/99999999999999999999/acknowledge/",
+        "/audit/exports/99999999999999999999/manifest.json",
+        "/agents/sdr-agent/versions/99999999999999999999/activate/",
+    ],
+)
+def test_an_id_past_64_bits_in_the_path_is_not_found(client, root, url):
+    call_command("seed_demo", stdout=io.StringIO())
+    assert client.post(url).status_code == 404
+
+
+@pytest.mark.parametrize("limit", [str(2**31), str(2**63), "9" * 40])
+def test_a_grant_limit_past_the_integer_column_is_a_field_error(client, root, limit):
+    call_command("seed_demo", stdout=io.StringIO())
+    grant = Grant.objects.select_related("agent", "action_type").first()
+    slug, key = grant.agent.slug, grant.action_type.key
+    edit = client.post(
+        f"/security/agents/{slug}/scopes/{key}/edit/", {"limit_per_hour": limit, "constraint": ""}
+    )
+    assert edit.status_code in {200, 400}
+    assert edit.context["form"].errors["limit_per_hour"]
+    Grant.objects.filter(pk=grant.pk).delete()
+    create = client.post(
+        f"/security/agents/{slug}/scopes/grant/",
+        {"action_type": key, "limit_per_hour": limit, "constraint": ""},
+    )
+    assert create.status_code == 400
+    assert not Grant.objects.filter(agent__slug=slug, action_type__key=key).exists()
+
+
+def test_the_largest_grant_limit_is_still_accepted(client, root):
+    call_command("seed_demo", stdout=io.StringIO())
+    grant = Grant.objects.select_related("agent", "action_type").first()
+    url = f"/security/agents/{grant.agent.slug}/scopes/{grant.action_type.key}/edit/"
+    response = client.post(url, {"limit_per_hour": str(2**31 - 1), "constraint": ""})
+    assert response.status_code == 302
+    grant.refresh_from_db()
+    assert grant.limit_per_hour == 2**31 - 1
+
+
+NEW_VERSION = {"instructions": "Be brief.", "settings": "{}", "policy": "[]", "note": "Try"}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("settings", '{"temperature": NaN}'),
+        ("settings", '{"temperature": Infinity}'),
+        ("settings", '{"a":' * DEEP + "1" + "}" * DEEP),
+        ("settings", "[" * DEEP + "]" * DEEP),
+        ("settings", '{"t": ' + str(2**64) + "}"),
+        ("settings", '{"t": "a\\u0000b"}'),
+        ("settings", '{"t": "\\ud800"}'),
+        ("policy", "- " * DEEP + "x"),
+        ("policy", "[" * DEEP + "]" * DEEP),
+        ("policy", "- {id: r, action: x, outcome: review, approvals: .nan}"),
+        ("policy", '- {id: "a\\0b", action: x, outcome: review}'),
+    ],
+)
+def test_new_version_settings_and_policy_refuse_hostile_values(client, root, name, value):
+    call_command("seed_demo", stdout=io.StringIO())
+    before = BehaviourVersion.objects.count()
+    response = client.post("/agents/sdr-agent/versions/new/", dict(NEW_VERSION, **{name: value}))
+    assert response.status_code == 400
+    assert response.context["form"].errors[name]
+    assert BehaviourVersion.objects.count() == before
+
+
+def test_new_version_still_saves_valid_settings_and_policy(client, root):
+    call_command("seed_demo", stdout=io.StringIO())
+    response = client.post(
+        "/agents/sdr-agent/versions/new/",
+        dict(NEW_VERSION, settings='{"temperature": 0.2, "nested": {"a": [1, 2]}}'),
+    )
+    assert response.status_code == 302
+
+
+@pytest.mark.parametrize(
+    "value",
+    ['{"a": NaN}', "Infinity", "[" * DEEP + "]" * DEEP, '{"a": "\\u0000"}', '{"a": "\\udc00"}'],
+)
+def test_the_edit_forms_json_fields_refuse_hostile_values(client, root, value):
+    action = ActionTypeFactory(
+        key="crm.update",
+        params_schema={"type": "object", "properties": {"fields": {"type": "object"}}},
+    )
+    decision = DecisionFactory(action_type=action, params={"fields": {"stage": "won"}})
+    hash_ = params_fingerprint(decision.params)
+    response = client.post(f"/inbox/{decision.pk}/edit/", {"p_fields": value, "params_hash": hash_})
+    assert response.status_code < 500
+    decision.refresh_from_db()
+    assert decision.status == Decision.Status.PENDING
+    assert not decision.reviews.exists()
+
+
+def test_a_nul_in_a_form_field_is_a_field_error(client, root):
+    decision = DecisionFactory()
+    response = client.post(f"/inbox/{decision.pk}/reject/", {"reason": "no\x00pe"})
+    assert response.status_code == 400
+    assert "NUL" in str(response.context["reject_form"].errors["reason"])
+    decision.refresh_from_db()
+    assert decision.status == Decision.Status.PENDING
