@@ -65,8 +65,9 @@ class RequestContextMiddleware:
 
 
 class RefuseHostileInputMiddleware:
-    """A 400, before any view, for a NUL in the path or query string, and a 413 for a form
-    body over DATA_UPLOAD_MAX_MEMORY_SIZE.
+    """A 400, before any view, for a NUL in the query string or (outside the API, whose
+    path parameters are ids it parses itself) the path; and a 413 for a form body over
+    DATA_UPLOAD_MAX_MEMORY_SIZE.
 
     PostgreSQL cannot store or compare text holding NUL, so a filter or a path segment
     with one would otherwise fail deep in a query. Lone surrogates cannot arrive here:
@@ -81,7 +82,9 @@ class RefuseHostileInputMiddleware:
     def __call__(self, request):
         query = request.META.get("QUERY_STRING", "")
         api = request.path.startswith("/api/")
-        if text_problem(request.path) or "%00" in query or "\x00" in query:
+        # The API's path parameters are ids it parses itself: a NUL there is a 404.
+        nul_in_path = not api and text_problem(request.path)
+        if nul_in_path or "%00" in query or "\x00" in query:
             message = "The URL contains a NUL character."
             if api:
                 return JsonResponse({"error": {"code": "invalid", "message": message}}, status=400)

@@ -84,19 +84,23 @@ def test_json_nested_10000_deep_is_refused(api, email_body, deep):
     assert _post_raw(api, body).status_code == 400
 
 
+@pytest.mark.parametrize("url", ["/api/v1/decisions/%00/", "/api/v1/decisions/%00/cancel/"])
+def test_a_nul_as_a_decision_id_is_not_found(api, url):
+    response = api.post(url) if url.endswith("cancel/") else api.get(url)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
 @pytest.mark.parametrize(
     "url",
     [
-        "/api/v1/decisions/%00/",
-        "/api/v1/decisions/%00/cancel/",
         "/api/v1/decisions/?status=%00",
         "/api/v1/decisions/?cursor=%00ab",
         "/api/v1/feedback/?after=%00",
     ],
 )
-def test_a_nul_in_the_url_is_refused_with_the_envelope(api, url):
-    method = api.post if url.endswith("cancel/") else api.get
-    _refused(method(url))
+def test_a_nul_in_the_query_string_is_refused_with_the_envelope(api, url):
+    _refused(api.get(url))
 
 
 def test_a_nul_in_the_idempotency_key_header_is_refused(api, email_body):
