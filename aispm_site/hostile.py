@@ -11,6 +11,7 @@ import json
 import math
 import re
 
+import yaml
 from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
 
@@ -33,13 +34,6 @@ def text_problem(value: str) -> str | None:
     if match.group() == "\x00":
         return "contains a NUL character"
     return "contains an invalid character (a lone surrogate)"
-
-
-def check_text(value: str, *, name: str = "value") -> str:
-    problem = text_problem(value)
-    if problem:
-        raise Refused(f"{name} {problem}.")
-    return value
 
 
 def check_structure(value, *, name: str = "value", max_depth: int = MAX_DEPTH) -> None:
@@ -99,8 +93,6 @@ def yaml_load(text: str, *, loader=None, name: str = "YAML", max_depth: int = MA
 
     YAML errors propagate as yaml.YAMLError; hostile values raise Refused.
     """
-    import yaml
-
     problem = text_problem(text)
     if problem:
         raise Refused(f"{name} {problem}.")

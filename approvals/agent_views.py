@@ -31,10 +31,11 @@ def _agent_or_404(slug: str) -> Agent:
 
 
 def _version_or_404(agent: Agent, number) -> BehaviourVersion:
+    parsed = hostile.parse_int(number, minimum=1, maximum=hostile.INT32_MAX)
     try:
-        return agent.behaviour_versions.get(
-            number=hostile.parse_int(number, minimum=1, maximum=hostile.INT32_MAX)
-        )
+        if parsed is None:
+            raise BehaviourVersion.DoesNotExist
+        return agent.behaviour_versions.get(number=parsed)
     except BehaviourVersion.DoesNotExist:
         raise Http404("No such version.") from None
 
