@@ -26,6 +26,8 @@ from django.db import transaction
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from aispm_site import hostile
+
 from . import crypto, services
 from .anomaly_rules import validate_anomaly_rules
 from .models import ActionType, Agent, Outcome, Risk
@@ -33,6 +35,8 @@ from .params_schema import schema_problem
 from .policy_rules import validate_constraint, validate_policy
 
 ACTOR = "apply_governance"
+# JSON Schemas in the file nest deeper than agent params may.
+GOVERNANCE_MAX_DEPTH = 64
 
 _TEXT = {"type": "string", "minLength": 1}
 _KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -130,7 +134,11 @@ FILE_SCHEMA = {
             "required": ["action"],
             "properties": {
                 "action": _TEXT,
-                "limit_per_hour": {"type": ["integer", "null"], "minimum": 1},
+                "limit_per_hour": {
+                    "type": ["integer", "null"],
+                    "minimum": 1,
+                    "maximum": hostile.INT32_MAX,
+                },
                 "constraint": {"type": ["string", "null"]},
             },
         },
@@ -241,9 +249,13 @@ def load_governance_file(path: str | Path) -> Any:
     except OSError as exc:
         raise GovernanceInvalid([f"{source}: cannot read: {exc.strerror or exc}"]) from None
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        data = hostile.yaml_load(
+            text, loader=_Loader, name="the file", max_depth=GOVERNANCE_MAX_DEPTH
+        )
     except yaml.YAMLError as exc:
         raise GovernanceInvalid([_yaml_error(source, exc)]) from None
+    except hostile.Refused as exc:
+        raise GovernanceInvalid([f"{source}: {str(exc).removesuffix('.')}"]) from None
     if data is None:
         raise GovernanceInvalid([f"{source}: the file is empty"])
     return data

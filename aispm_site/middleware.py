@@ -3,8 +3,11 @@ import re
 import time
 import uuid
 
+from django.conf import settings
 from django.core.signals import request_finished
+from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
 
+from .hostile import text_problem
 from .logging import current_decision_id, current_request, current_request_id
 
 log = logging.getLogger("aispm.request")
@@ -59,6 +62,38 @@ class RequestContextMiddleware:
             },
         )
         return response
+
+
+class RefuseHostileInputMiddleware:
+    """A 400, before any view, for a NUL in the query string or (outside the API, whose
+    path parameters are ids it parses itself) the path; and a 413 for a form body over
+    DATA_UPLOAD_MAX_MEMORY_SIZE.
+
+    PostgreSQL cannot store or compare text holding NUL, so a filter or a path segment
+    with one would otherwise fail deep in a query. Lone surrogates cannot arrive here:
+    Django decodes the URL as UTF-8 and replaces what is not. An oversized form body
+    would otherwise surface as RequestDataTooBig in whatever first reads request.POST,
+    logged with a traceback. (The agent API answers its own 413 with the error envelope.)
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        query = request.META.get("QUERY_STRING", "")
+        api = request.path.startswith("/api/")
+        # The API's path parameters are ids it parses itself: a NUL there is a 404.
+        nul_in_path = not api and text_problem(request.path)
+        if nul_in_path or "%00" in query or "\x00" in query:
+            message = "The URL contains a NUL character."
+            if api:
+                return JsonResponse({"error": {"code": "invalid", "message": message}}, status=400)
+            return HttpResponseBadRequest(message, content_type="text/plain")
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if not api and limit is not None and length.isdigit() and int(length) > limit:
+            return HttpResponse("The form is too large.", status=413, content_type="text/plain")
+        return self.get_response(request)
 
 
 def clear_request_context(**kwargs) -> None:

@@ -168,6 +168,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so that every request, even a redirect or a static file, gets an id and a log line.
     "aispm_site.middleware.RequestContextMiddleware",
+    "aispm_site.middleware.RefuseHostileInputMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

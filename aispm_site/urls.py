@@ -1,9 +1,12 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import views
+from . import hostile, views
+
+# Before the includes below, whose patterns use it.
+register_converter(hostile.IdConverter, "id")
 
 urlpatterns = [
     path("", views.home, name="home"),

@@ -10,6 +10,7 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from agents.models import RISK_RANK, ActionType, Agent, Risk
+from aispm_site import hostile
 
 from .models import Decision, Review
 
@@ -106,8 +107,8 @@ class InboxFilters:
         risk = query.get("risk", "")
         age = query.get("age", "")
         return cls(
-            agent=query.get("agent", "")[:100],
-            action=query.get("action", "")[:100],
+            agent=hostile.query_text(query, "agent"),
+            action=hostile.query_text(query, "action"),
             risk=risk if risk in Risk.values else "",
             age=age if age in AGE_FILTERS else "",
         )

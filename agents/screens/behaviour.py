@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from agents import services as agent_services
 from agents.models import Agent, Alert, BehaviourVersion
 from agents.selectors import active_behaviour
+from aispm_site import hostile
 from aispm_site.roles import MANAGE_AGENTS_PERMISSION, permission_required
 from approvals import selectors, services
 from approvals.models import Decision
@@ -30,9 +31,12 @@ def _agent_or_404(slug: str) -> Agent:
 
 
 def _version_or_404(agent: Agent, number) -> BehaviourVersion:
+    parsed = hostile.parse_int(number, minimum=1, maximum=hostile.INT32_MAX)
     try:
-        return agent.behaviour_versions.get(number=int(number))
-    except (TypeError, ValueError, BehaviourVersion.DoesNotExist):
+        if parsed is None:
+            raise BehaviourVersion.DoesNotExist
+        return agent.behaviour_versions.get(number=parsed)
+    except BehaviourVersion.DoesNotExist:
         raise Http404("No such version.") from None
 
 
@@ -209,12 +213,14 @@ def _date(value: str, *, end: bool = False):
 def feedback_export(request: HttpRequest, slug: str) -> StreamingHttpResponse:
     """Reviewer feedback as JSON Lines, for evaluation and fine-tuning sets."""
     agent = _agent_or_404(slug)
-    version = request.GET.get("version", "")
+    version = hostile.parse_int(
+        request.GET.get("version", ""), minimum=1, maximum=hostile.INT32_MAX
+    )
     reviews = selectors.feedback_rows(
         agent=agent,
-        version=int(version) if version.isdigit() else None,
-        since=_date(request.GET.get("from", "")),
-        until=_date(request.GET.get("to", ""), end=True),
+        version=version,
+        since=_date(hostile.query_text(request.GET, "from", max_length=10)),
+        until=_date(hostile.query_text(request.GET, "to", max_length=10), end=True),
     )
 
     def lines():

@@ -1,13 +1,12 @@
-import json
-
 import yaml
 from django import forms
 
 from agents.models import ActionType
 from agents.policy_rules import validate_policy
+from aispm_site import hostile
 
 
-class BehaviourVersionForm(forms.Form):
+class BehaviourVersionForm(hostile.Form):
     """A new behaviour version, validated as apply_governance validates it."""
 
     instructions = forms.CharField(widget=forms.Textarea(attrs={"rows": 8}), required=False)
@@ -32,18 +31,20 @@ class BehaviourVersionForm(forms.Form):
 
     def clean_settings(self):
         try:
-            value = json.loads(self.cleaned_data["settings"] or "{}")
-        except ValueError as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc}") from None
+            value = hostile.json_loads(self.cleaned_data["settings"] or "{}", name="Settings")
+        except hostile.Refused as exc:
+            raise forms.ValidationError(str(exc)) from None
         if not isinstance(value, dict):
             raise forms.ValidationError("Settings must be a JSON object.")
         return value
 
     def clean_policy(self):
         try:
-            value = yaml.safe_load(self.cleaned_data["policy"] or "[]")
+            value = hostile.yaml_load(self.cleaned_data["policy"] or "[]", name="Policy")
         except yaml.YAMLError as exc:
             raise forms.ValidationError(f"Not valid YAML: {exc}") from None
+        except hostile.Refused as exc:
+            raise forms.ValidationError(str(exc)) from None
         value = [] if value is None else value
         irreversible = dict(ActionType.objects.values_list("key", "irreversible"))
         problems = validate_policy(value, irreversible_actions=irreversible)
@@ -52,11 +53,11 @@ class BehaviourVersionForm(forms.Form):
         return value
 
 
-class DryRunForm(forms.Form):
+class DryRunForm(hostile.Form):
     days = forms.IntegerField(label="Replay the last (days)", min_value=1, max_value=90, initial=7)
 
 
-class ActivateForm(forms.Form):
+class ActivateForm(hostile.Form):
     reason = forms.CharField(
         label="Reason", max_length=1000, widget=forms.Textarea(attrs={"rows": 2})
     )

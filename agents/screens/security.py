@@ -30,6 +30,7 @@ from agents import services as agent_services
 from agents.models import ActionType, Agent, AgentKey, Alert, GlobalStop, Grant
 from agents.policy_rules import validate_constraint
 from agents.selectors import global_stop_engaged
+from aispm_site import hostile
 from aispm_site.roles import MANAGE_AGENTS_PERMISSION, permission_required
 from approvals.models import Decision
 
@@ -81,7 +82,7 @@ def _required_text(label: str, message: str, *, max_length: int = 1000, rows: in
     )
 
 
-class KeyIssueForm(forms.Form):
+class KeyIssueForm(hostile.Form):
     label = forms.CharField(
         label="Label",
         max_length=200,
@@ -93,7 +94,7 @@ class KeyIssueForm(forms.Form):
     )
 
 
-class KeyRotateForm(forms.Form):
+class KeyRotateForm(hostile.Form):
     overlap_hours = forms.IntegerField(
         label="Overlap (hours)",
         min_value=0,
@@ -103,14 +104,15 @@ class KeyRotateForm(forms.Form):
     )
 
 
-class KeyRevokeForm(forms.Form):
+class KeyRevokeForm(hostile.Form):
     reason = _required_text("Reason", "Say why the key is revoked.")
 
 
-class GrantForm(forms.Form):
+class GrantForm(hostile.Form):
     limit_per_hour = forms.IntegerField(
         label="Limit per hour",
         min_value=1,
+        max_value=hostile.INT32_MAX,
         required=False,
         help_text="Leave empty for no limit.",
     )
@@ -146,21 +148,21 @@ class GrantCreateForm(GrantForm):
         ).order_by("key")
 
 
-class SuspendForm(forms.Form):
+class SuspendForm(hostile.Form):
     reason = _required_text("Reason", "Say why the agent is suspended.")
 
 
-class ResumeForm(forms.Form):
+class ResumeForm(hostile.Form):
     reason = forms.CharField(
         label="Reason", max_length=1000, required=False, widget=forms.Textarea(attrs={"rows": 2})
     )
 
 
-class AcknowledgeForm(forms.Form):
+class AcknowledgeForm(hostile.Form):
     comment = _required_text("Comment", "Say what you found or did.", max_length=2000, rows=2)
 
 
-class GlobalStopForm(forms.Form):
+class GlobalStopForm(hostile.Form):
     ENGAGE, LIFT = "engage", "lift"
 
     action = forms.ChoiceField(choices=[(ENGAGE, "Engage"), (LIFT, "Lift")])
@@ -464,8 +466,8 @@ class AlertFilters:
         state = data.get("state", "open")
         return cls(
             severity=severity if severity in Alert.Severity.values else "",
-            agent=data.get("agent", "")[:100],
-            kind=data.get("kind", "")[:100],
+            agent=hostile.query_text(data, "agent"),
+            kind=hostile.query_text(data, "kind"),
             state=state if state in dict(ALERT_STATES) else "open",
         )
 

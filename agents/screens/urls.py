@@ -9,7 +9,7 @@ urlpatterns = [
     path("<slug:slug>/versions/new/", agent_views.version_new, name="version-new"),
     path("<slug:slug>/versions/diff/", agent_views.version_diff, name="diff"),
     path(
-        "<slug:slug>/versions/<int:number>/activate/",
+        "<slug:slug>/versions/<id:number>/activate/",
         agent_views.version_activate,
         name="activate",
     ),

@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 
 from agents.auth import AgentKeyAuthentication, IsAgent
 from agents.selectors import active_behaviour
+from aispm_site import hostile
 from aispm_site.logging import bind_decision_id
 
 from .. import selectors, services
@@ -42,23 +43,11 @@ class SafeJSONParser(parsers.JSONParser):
             raise api_errors.TooLarge("The body is over 256 KiB.") from None
 
 
-def _check_json(value, path: str, depth: int = 0) -> None:
-    if depth > MAX_JSON_DEPTH:
-        raise serializers.ValidationError(f"{path} is nested more than {MAX_JSON_DEPTH} levels.")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if "\x00" in key:
-                raise serializers.ValidationError(f"{path} has a key with a NUL character.")
-            _check_json(item, path, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            _check_json(item, path, depth + 1)
-    elif isinstance(value, str) and "\x00" in value:
-        raise serializers.ValidationError(f"{path} contains a NUL character.")
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise serializers.ValidationError(f"{path} contains a non-finite number.")
-    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
-        raise serializers.ValidationError(f"{path} contains an integer beyond 64 bits.")
+def _check_json(value, path: str) -> None:
+    try:
+        hostile.check_structure(value, name=path, max_depth=MAX_JSON_DEPTH)
+    except hostile.Refused as exc:
+        raise serializers.ValidationError(str(exc)) from None
 
 
 def _json_object(value, name: str) -> dict:
@@ -325,7 +314,7 @@ class DecisionsView(AgentAPIView):
         idempotency_key = data.get("idempotency_key")
         header_key = request.headers.get("Idempotency-Key")
         if header_key is not None:
-            if len(header_key) > 255 or not header_key.strip():
+            if len(header_key) > 255 or not header_key.strip() or hostile.text_problem(header_key):
                 raise api_errors.Invalid(
                     "Idempotency-Key must be 1 to 255 characters.",
                     details={"idempotency_key": ["Must be 1 to 255 characters."]},

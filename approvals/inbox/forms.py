@@ -2,6 +2,8 @@ import json
 
 from django import forms
 
+from aispm_site import hostile
+
 from .. import scope
 
 REJECT_TAGS = [
@@ -14,12 +16,19 @@ REJECT_TAGS = [
 ]
 
 
-class ApproveForm(forms.Form):
-    params_hash = forms.CharField(max_length=64, widget=forms.HiddenInput)
+class ParamsHashField(forms.RegexField):
+    """The params_fingerprint() the reviewer was shown: 64 hex digits, nothing else."""
+
+    def __init__(self, **kwargs):
+        super().__init__(r"^[0-9a-f]{64}\Z", max_length=64, widget=forms.HiddenInput, **kwargs)
+
+
+class ApproveForm(hostile.Form):
+    params_hash = ParamsHashField()
     comment = forms.CharField(required=False, max_length=2000, widget=forms.Textarea)
 
 
-class RejectForm(forms.Form):
+class RejectForm(hostile.Form):
     reason = forms.CharField(
         label="Reason",
         max_length=2000,
@@ -37,7 +46,7 @@ class RejectForm(forms.Form):
         return reason
 
 
-class BulkApproveForm(forms.Form):
+class BulkApproveForm(hostile.Form):
     decisions = forms.TypedMultipleChoiceField(coerce=str, choices=())
 
     def __init__(self, *args, eligible_ids=(), **kwargs):
@@ -62,7 +71,7 @@ def _kind(schema: dict) -> str:
     return "json"
 
 
-class ParamsEditForm(forms.Form):
+class ParamsEditForm(hostile.Form):
     """A form generated from an action type's params JSON Schema.
 
     Each top-level property gets a field that suits its type; anything richer is
@@ -75,7 +84,7 @@ class ParamsEditForm(forms.Form):
     comment = forms.CharField(
         label="Comment for the agent", required=False, max_length=2000, widget=forms.Textarea
     )
-    params_hash = forms.CharField(max_length=64, widget=forms.HiddenInput)
+    params_hash = ParamsHashField()
 
     def __init__(self, *args, action_type, params: dict, **kwargs):
         self.action_type = action_type
@@ -142,7 +151,7 @@ class ParamsEditForm(forms.Form):
             return [line.strip() for line in (raw or "").splitlines() if line.strip()]
         if kind == "json":
             try:
-                return json.loads(raw)
+                return hostile.json_loads(raw)
             except (TypeError, ValueError):
                 raise forms.ValidationError({f"p_{name}": "Enter valid JSON."}) from None
         if kind == "number" and raw is not None and float(raw).is_integer():

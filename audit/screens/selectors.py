@@ -24,6 +24,7 @@ from django.db.models import (
 from django.db.models.functions import Cast
 
 from agents.models import ActionType, Agent
+from aispm_site import hostile
 from approvals.models import Decision, ReleaseAttempt, Review
 from audit.models import AuditEvent
 from audit.selectors import audit_events_for
@@ -58,14 +59,14 @@ class TrailFilters:
     def from_query(cls, query) -> "TrailFilters":
         """Filters from a query string; values that make no sense are dropped, not errors."""
         status = query.get("status", "")
-        text = " ".join(query.get("q", "")[: TEXT_MAX * 2].split())
+        text = " ".join(hostile.query_text(query, "q", max_length=TEXT_MAX * 2).split())
         return cls(
-            date_from=_date(query.get("from", "")[:10]),
-            date_to=_date(query.get("to", "")[:10]),
-            agent=query.get("agent", "").strip()[:100],
-            action=query.get("action", "").strip()[:100],
+            date_from=_date(hostile.query_text(query, "from", max_length=10)),
+            date_to=_date(hostile.query_text(query, "to", max_length=10)),
+            agent=hostile.query_text(query, "agent").strip(),
+            action=hostile.query_text(query, "action").strip(),
             status=status if status in Decision.Status.values else "",
-            reviewer=query.get("reviewer", "").strip()[:150],
+            reviewer=hostile.query_text(query, "reviewer", max_length=150).strip(),
             text=text[:TEXT_MAX] if len(text) >= TEXT_MIN else "",
         )
 

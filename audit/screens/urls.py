@@ -9,6 +9,6 @@ urlpatterns = [
     path("decisions/<uuid:decision_id>/", trails.trail, name="trail"),
     path("export.csv", exports.export_csv, name="export-csv"),
     path("export.jsonl", exports.export_jsonl, name="export-jsonl"),
-    path("exports/<int:event_id>/manifest.json", exports.export_manifest, name="manifest"),
+    path("exports/<id:event_id>/manifest.json", exports.export_manifest, name="manifest"),
     path("verification/", audit_views.verification, name="verification"),
 ]

@@ -12,6 +12,8 @@ project's loaded modules, so running this file alone sends slightly different on
 """
 
 import base64
+import json
+import math
 import string
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -337,3 +339,78 @@ def test_real_data_in_every_state_matches_the_schema(auth, agent, decisions, ema
         body={"action": "email.send", "params": {}, "reasoning": "x", "idempotency_key": "pay-1"},
     )
     assert reused.status_code == 409
+
+
+# Hostile values, as the issue lists them, at every place a submission carries text,
+# numbers or structure. Bodies are written as raw JSON text, since json.dumps would
+# refuse 10,000 levels and a hostile client is under no such rule.
+DEEP_MARK = "\x01deep\x01"
+BIDI = "\u202e0005\u202c"  # shown marked to reviewers, not refused: any documented answer
+hostile_texts = st.sampled_from(["a\x00b", "\x00", "\ud800", "x\udfffy", BIDI, "x" * (1 << 20)])
+hostile_values = (
+    hostile_texts
+    | st.sampled_from([math.nan, math.inf, -math.inf, 2**63, -(2**63) - 1, 2**64, 10**400])
+    | st.sampled_from([33, 1_000, 10_000]).map(lambda depth: (DEEP_MARK, depth))
+)
+PLACES = ["params value", "params key", "evidence value", "evidence key"] + [
+    "reasoning",
+    "action",
+    "external_ref",
+    "idempotency_key",
+    "confidence",
+]
+
+
+def _hostile_body(email_body: dict, place: str, text: str, value) -> bytes:
+    body = json.loads(json.dumps(email_body))
+    deep = None
+    if isinstance(value, tuple):
+        value, deep = DEEP_MARK, value[1]
+    if place == "params value":
+        body["params"]["subject"] = value
+    elif place == "params key":
+        body["params"][text] = "x"
+    elif place == "evidence value":
+        body["evidence"]["signal"] = value
+    elif place == "evidence key":
+        body["evidence"][text] = "x"
+    else:
+        body[place] = value if place == "confidence" else text
+    raw = json.dumps(body, allow_nan=True)  # ensure_ascii: surrogates become \ud800 escapes
+    if deep:
+        raw = raw.replace(json.dumps(DEEP_MARK), "[" * deep + "]" * deep)
+    return raw.encode()
+
+
+@pytest.mark.django_db(transaction=True)
+@FUZZ
+@given(place=st.sampled_from(PLACES), text=hostile_texts, value=hostile_values)
+def test_hostile_values_anywhere_in_a_submission_are_refused_with_documented_errors(
+    auth, decisions, email_body, place, text, value
+):
+    before = Decision.objects.count()
+    body = _hostile_body(email_body, place, text, value)
+    response = _call(auth, "POST", DECISIONS, body=body, media_type="application/json")
+    used = value if place in {"params value", "evidence value", "confidence"} else text
+    if used != BIDI:
+        assert response.status_code in {400, 413}
+        assert Decision.objects.count() == before
+
+
+@pytest.mark.django_db(transaction=True)
+@FUZZ
+@given(
+    name=st.sampled_from(["status", "cursor"]),
+    value=st.sampled_from(["\x00", "a\x00b", "\u202e", "x" * 100_000, str(2**64), "²"]),
+)
+def test_hostile_query_values_are_refused_with_documented_errors(auth, decisions, name, value):
+    response = _call(auth, "GET", DECISIONS, query={name: value})
+    assert response.status_code == 400
+
+
+@pytest.mark.django_db(transaction=True)
+@FUZZ
+@given(value=st.sampled_from(["\x00", "a\x00b", "\u202e", "x" * 100_000, str(2**64), "²"]))
+def test_hostile_feedback_cursors_are_refused_with_documented_errors(auth, decisions, value):
+    response = _call(auth, "GET", "/api/v1/feedback/", query={"after": value})
+    assert response.status_code == 400
