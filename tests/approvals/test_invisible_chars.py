@@ -1,14 +1,28 @@
 """What the reviewer sees is what will run: invisible and direction-changing
 characters in agent text are shown as marked code points, with a warning."""
 
+import io
 import json
 import re
 
 import pytest
+import yaml
+from django.core.management import CommandError, call_command
 from django.template import Context, Template
+from rest_framework.test import APIClient
 
+from agents.models import Agent, Alert
+from agents.services import agent_key_issue
 from approvals.models import Decision
-from tests.factories import auditor, reviewer
+from tests.factories import (
+    ActionTypeFactory,
+    AgentFactory,
+    BehaviourVersionFactory,
+    GrantFactory,
+    UserFactory,
+    auditor,
+    reviewer,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -207,3 +221,63 @@ def test_exports_keep_the_characters_byte_exact(client, hidden):
     )
     assert submitted["data"]["params"]["subject"] == hidden.params["subject"]
     assert "⟨U+" not in csv + jsonl
+
+
+# --- the optional anomaly rule -----------------------------------------------------------
+
+
+def watched_agent(rules):
+    agent = AgentFactory(slug="watched", owner=UserFactory(username="own"), anomaly_rules=rules)
+    agent.active_behaviour = BehaviourVersionFactory(
+        agent=agent, number=1, policy=[{"id": "all", "outcome": "allow"}]
+    )
+    agent.save()
+    action = ActionTypeFactory(key="note.add", params_schema={"type": "object"})
+    GrantFactory(agent=agent, action_type=action)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {agent_key_issue(agent=agent).secret}")
+    return api
+
+
+def send(api, params):
+    body = {"action": "note.add", "params": params, "reasoning": "r"}
+    return api.post("/api/v1/decisions/", body, format="json").json()
+
+
+def test_hidden_characters_in_params_force_review_of_that_decision_only():
+    api = watched_agent([{"rule": "invisible_characters", "action": "force_review"}])
+    assert send(api, {"title": "plain"})["status"] == "approved"
+    held = send(api, {"title": "x", "lines": [{f"k{ZWJ}": f"{RLO}0005"}]})
+    assert held["status"] == "pending"  # policy would allow
+    decision = Decision.objects.get(pk=held["id"])
+    assert decision.anomalies[0]["rule"] == "invisible_characters"
+    assert "⟨U+200D⟩ ⟨U+202E⟩" in decision.anomalies[0]["message"]
+    assert decision.risk == "high"
+    [alert] = Alert.objects.filter(kind="anomaly.invisible_characters")
+    assert alert.evidence["characters"] == ["⟨U+200D⟩", "⟨U+202E⟩"]
+    assert send(api, {"title": "plain again"})["status"] == "approved"  # the agent is not held
+
+
+def test_without_the_rule_hidden_characters_are_only_shown():
+    api = watched_agent([])
+    assert send(api, {"title": f"{RLO}x"})["status"] == "approved"
+    assert not Alert.objects.exists()
+
+
+def test_the_rule_is_declared_in_governance_yaml(tmp_path):
+    UserFactory(username="owner")
+    rules = [{"rule": "invisible_characters", "action": "force_review"}]
+    config = {
+        "action_types": [
+            {"key": "email.send", "name": "Send", "params_schema": {}, "irreversible": True}
+        ],
+        "agents": [{"slug": "a1", "name": "A1", "owner": "owner", "anomalies": rules}],
+    }
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump(config))
+    call_command("apply_governance", str(path), stdout=io.StringIO())
+    assert Agent.objects.get(slug="a1").anomaly_rules == rules
+    config["agents"][0]["anomalies"] = [{"rule": "invisible_characters", "window": "1h"}]
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(CommandError, match="window: unknown key"):
+        call_command("apply_governance", str(path), stdout=io.StringIO())
