@@ -281,3 +281,14 @@ def test_the_rule_is_declared_in_governance_yaml(tmp_path):
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(CommandError, match="window: unknown key"):
         call_command("apply_governance", str(path), stdout=io.StringIO())
+
+
+def test_the_edit_form_spells_out_hidden_characters_under_each_field(client, hidden):
+    client.force_login(reviewer())
+    html = client.get(f"/inbox/{hidden.pk}/edit/").content.decode()
+    assert html.count(WARNING) == 1
+    note = r'<p class="field-help" data-warning="invisible-field">(.*?)</p>'
+    notes = re.findall(note, html, re.S)
+    assert len(notes) == 2  # subject and body; `to` is clean
+    assert any(f"Refund {MARK_RLO}0005 EUR &lt;script&gt;" in note for note in notes)
+    assert "<script>alert" not in html
