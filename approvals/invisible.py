@@ -7,7 +7,9 @@ marked `⟨U+202E⟩` instead (see the `reveal` template filter). What counts:
   isolates (U+202A–U+202E, U+2066–U+2069), U+061C, U+200E/U+200F, the zero-width
   space, joiners and word joiner (U+200B–U+200D, U+2060–U+2064), U+FEFF, U+00AD
   soft hyphen, U+180E and the tag characters;
-- control characters (Cc) other than tab and line feed, so CR and NUL count;
+- control characters (Cc) other than tab and line feed, so NUL, ESC and a lone CR
+  count; a CR directly before a LF is an ordinary line break (the HTML parser
+  turns CR LF into LF anyway) and is left alone;
 - the line and paragraph separators U+2028/U+2029 and lone surrogates;
 - the other default-ignorable code points that render as nothing (U+034F, the
   Hangul fillers U+115F, U+1160, U+3164, U+FFA0, U+17B4/U+17B5, U+FFF0–U+FFF8).
@@ -20,7 +22,7 @@ import re
 import sys
 import unicodedata
 
-_KEPT = {"\t", "\n"}
+_KEPT = {"\t", "\n", "\r"}  # CR is matched separately, when no LF follows it
 _EXTRA = [0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x2028, 0x2029, 0x3164, 0xFFA0]
 _EXTRA += range(0xFFF0, 0xFFF9)
 
@@ -47,7 +49,7 @@ def _char_class(points: list[int]) -> str:
     )
 
 
-INVISIBLE = re.compile(f"[{_char_class(_code_points())}]")
+INVISIBLE = re.compile(f"\\r(?!\\n)|[{_char_class(_code_points())}]")
 
 _CONTROL_NAMES = {0x00: "NULL", 0x0D: "CARRIAGE RETURN", 0x1B: "ESCAPE", 0x7F: "DELETE"}
 

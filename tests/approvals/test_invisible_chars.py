@@ -77,7 +77,9 @@ def test_each_invisible_or_control_character_gets_a_marker(char, code):
     assert char not in html
 
 
-@pytest.mark.parametrize("text", ["plain text", "tab\tand\nnewline", "emoji ❤️", "עברית", "café"])
+@pytest.mark.parametrize(
+    "text", ["plain text", "tab\tand\nnewline", "crlf\r\nline", "emoji ❤️", "עברית", "café"]
+)
 def test_ordinary_text_tabs_newlines_and_variation_selectors_are_left_alone(text):
     assert render("{{ v|reveal }}", v=text) == text
     assert render("{{ v|has_invisible }}", v=text) == "False"
