@@ -8,6 +8,7 @@
       - {rule: split_transactions, for_action: payment.transfer, param: amount,
          group_by: beneficiary, threshold: 10000, window: 1h, action: force_review}
       - {rule: new_ip, action: alert}
+      - {rule: invisible_characters, action: force_review}
 
 `action` is what happens when the rule fires: alert (the default), force_review
 (the decision, and the agent's next ones for `window`, go to human review even
@@ -40,6 +41,7 @@ RULES = {
         "window": ("duration", False, "1h"),
     },
     "new_ip": {},
+    "invisible_characters": {},
 }
 COMMON = {"rule", "action", "severity", "for_action"}
 

@@ -1,8 +1,8 @@
 """Anomaly detection on agent behaviour.
 
-Cheap rules run inline at submission (new destination, split transactions), at a
-refusal (out-of-scope attempts) or after a denial (denial burst); the rolling
-submission-rate baseline runs in beat. A rule that fires raises an alert and, as
+Cheap rules run inline at submission (new destination, split transactions, hidden
+characters), at a refusal (out-of-scope attempts) or after a denial (denial burst);
+the rolling submission-rate baseline runs in beat. A rule that fires raises an alert and, as
 configured, forces human review or suspends the agent. See agents.anomaly_rules
 for the configuration.
 """
@@ -22,6 +22,7 @@ from agents.services import agent_suspend, alert_raise
 from audit.models import AuditEvent
 
 from . import formats
+from .invisible import INVISIBLE, marker
 from .models import Decision
 
 RISK_ORDER = ["low", "medium", "high", "critical"]
@@ -31,6 +32,8 @@ NOT_COUNTED = [
     Decision.Status.CANCELLED,
     Decision.Status.EXPIRED,
 ]
+
+PER_DECISION = ("new_destination", "invisible_characters")
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,33 @@ def at_submission(
             )
             if signal:
                 signals.append(signal)
+        elif rule["rule"] == "invisible_characters":
+            found = _invisible(params)
+            if found:
+                signals.append(
+                    Signal(
+                        rule,
+                        "Params contain invisible or direction-changing characters: "
+                        f"{' '.join(found)}.",
+                        {"characters": found},
+                    )
+                )
     return signals
+
+
+def _invisible(params) -> list[str]:
+    """The distinct hidden characters in params' keys and string values, as markers."""
+    found, stack = set(), [params]
+    while stack and len(found) < 20:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.update(marker(match.group()) for match in INVISIBLE.finditer(item))
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return sorted(found)
 
 
 def _split(
@@ -243,9 +272,10 @@ def respond(*, agent: Agent, signals: list[Signal], now: datetime) -> None:
                     message=f"{agent.slug}: {signal.message}",
                     evidence={**signal.evidence, "rule": rule},
                 )
-            if rule["action"] == "force_review" and rule["rule"] != "new_destination":
+            if rule["action"] == "force_review" and rule["rule"] not in PER_DECISION:
                 # Burst rules, and split transactions ("the rest"), hold the agent's next
-                # decisions for the window; a new destination holds only its own.
+                # decisions for the window; a new destination or hidden characters hold
+                # only their own.
                 window = parse_duration(rule.get("window", "1h"))
                 Agent.objects.filter(pk=agent.pk).update(
                     force_review_until=now + window, force_review_reason=signal.message
