@@ -1,6 +1,8 @@
 """An in-memory stand-in for the agent API, served through httpx.MockTransport."""
 
+import asyncio
 import json
+import threading
 from collections.abc import Callable
 
 import httpx
@@ -91,3 +93,23 @@ class Clock:
 
     async def asleep(self, seconds: float) -> None:
         self.sleep(seconds)
+
+
+def run_async(make_coroutine):
+    """asyncio.run in a thread of its own: the calling thread may already run a loop
+    (Playwright's sync API leaves one running when the main suite has browser tests)."""
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = asyncio.run(make_coroutine())
+        except BaseException as exc:  # noqa: BLE001 - handed back to the caller
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "the coroutine did not finish"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

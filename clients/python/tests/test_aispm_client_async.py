@@ -1,10 +1,8 @@
-import asyncio
-
 import aispm_client
 import httpx
 import pytest
 from aispm_client import AsyncClient
-from fake_aispm import DECISION_ID, Clock, FakeAispm, decision, error
+from fake_aispm import DECISION_ID, Clock, FakeAispm, decision, error, run_async
 
 DECISIONS = "/api/v1/decisions/"
 DETAIL = f"/api/v1/decisions/{DECISION_ID}/"
@@ -17,7 +15,7 @@ def run(fake, clock, scenario):
             client._sleep, client._clock = clock.asleep, clock
             return await scenario(client)
 
-    return asyncio.run(main())
+    return run_async(main)
 
 
 @pytest.fixture

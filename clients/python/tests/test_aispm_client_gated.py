@@ -1,10 +1,8 @@
-import asyncio
-
 import aispm_client
 import httpx
 import pytest
 from aispm_client import AsyncClient, Client, WaitPolicy, gated
-from fake_aispm import DECISION_ID, Clock, FakeAispm, decision
+from fake_aispm import DECISION_ID, Clock, FakeAispm, decision, run_async
 
 DECISIONS = "/api/v1/decisions/"
 DETAIL = f"/api/v1/decisions/{DECISION_ID}/"
@@ -210,4 +208,4 @@ def test_an_async_function_is_gated_through_the_async_client(fake):
 
             return await transfer(50, "acme")
 
-    assert asyncio.run(main()) == (10, "acme")
+    assert run_async(main) == (10, "acme")
