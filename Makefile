@@ -22,6 +22,7 @@ $(STAMP): requirements.lock pyproject.toml | check-python
 		rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); fi
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e clients/python
 	@rm -f $(VENV)/.installed-* && touch $@
 
 run: install

@@ -1,0 +1,72 @@
+"""A typed client for the aispm agent API (v1). See README.md for a quick start."""
+
+from ._async import AsyncClient
+from ._core import VERSION as __version__
+from ._core import WaitPolicy
+from ._errors import (
+    AgentSuspended,
+    AispmError,
+    ApiError,
+    Blocked,
+    Cancelled,
+    Conflict,
+    ConnectionFailed,
+    Denied,
+    Expired,
+    Forbidden,
+    Invalid,
+    MethodNotAllowed,
+    NotAcceptable,
+    NotApproved,
+    NotFound,
+    OutOfScope,
+    RateLimited,
+    Rejected,
+    ReleaseFailed,
+    ServerError,
+    TooLarge,
+    Unauthenticated,
+    UnsupportedMediaType,
+    WaitTimeout,
+)
+from ._gated import gated
+from ._models import Behaviour, Decision, FeedbackItem, Policy, Release, Review
+from ._sync import Client
+
+__all__ = [
+    "AgentSuspended",
+    "AispmError",
+    "ApiError",
+    "AsyncClient",
+    "Behaviour",
+    "Blocked",
+    "Cancelled",
+    "Client",
+    "Conflict",
+    "ConnectionFailed",
+    "Decision",
+    "Denied",
+    "Expired",
+    "FeedbackItem",
+    "Forbidden",
+    "Invalid",
+    "MethodNotAllowed",
+    "NotAcceptable",
+    "NotApproved",
+    "NotFound",
+    "OutOfScope",
+    "Policy",
+    "RateLimited",
+    "Rejected",
+    "Release",
+    "ReleaseFailed",
+    "Review",
+    "ServerError",
+    "TooLarge",
+    "Unauthenticated",
+    "UnsupportedMediaType",
+    "WaitPolicy",
+    "WaitTimeout",
+    "__version__",
+    "gated",
+]
