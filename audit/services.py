@@ -1,8 +1,6 @@
-import hashlib
 import json
 import multiprocessing
 from dataclasses import dataclass
-from datetime import UTC
 from typing import Any
 
 from django.conf import settings
@@ -10,6 +8,12 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.utils import timezone
 
+from .chainhash import (  # noqa: F401 - re-exported: the chain's hashing lives there
+    GENESIS,
+    canonical_data_from_json,
+    canonical_event,
+    event_hash,
+)
 from .models import AuditEvent, AuditVerification
 
 
@@ -66,57 +70,7 @@ def audit_record(
 
 # --- the hash chain ------------------------------------------------------------------
 
-GENESIS = "0" * 64
 SEAL_LOCK = 0x61697370  # pg advisory lock key: one sealer at a time
-
-
-def _canonical_value(value):
-    """JSON values with floats as their shortest round-trip text, so that no
-    database or language can hash a number differently."""
-    if isinstance(value, float):
-        return {"$float": repr(value)}
-    if isinstance(value, dict):
-        return {_canonical_key(str(key)): _canonical_value(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_canonical_value(item) for item in value]
-    return value
-
-
-def _canonical_key(key: str) -> str:
-    # "$float" marks a number; a key of the data's own that starts with "$" gets one
-    # more, so that no object can pass for a number.
-    return "$" + key if key.startswith("$") else key
-
-
-def _canonical_object(pairs) -> dict:
-    return {_canonical_key(key): value for key, value in pairs}
-
-
-def _utc(value) -> str:
-    if isinstance(value, str):  # already formatted by the database (the fast verify path)
-        return value
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def canonical_event(row: dict) -> bytes:
-    """The bytes an event's hash covers: sorted keys, UTC timestamps, no floats."""
-    document = {
-        "id": row["id"],
-        "seq": row["seq"],
-        "created_at": _utc(row["created_at"]),
-        "event": row["event"],
-        "actor_kind": row["actor_kind"],
-        "actor_label": row["actor_label"],
-        "actor_user_id": row["actor_user_id"],
-        "target_type": row["target_type"],
-        "target_id": row["target_id"],
-        "data": row["data"] if row.get("canonical") else _canonical_value(row["data"]),
-    }
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def event_hash(row: dict, prev_hash: str) -> str:
-    return hashlib.sha256(canonical_event(row) + prev_hash.encode()).hexdigest()
 
 
 CHAIN_FIELDS = [
@@ -186,6 +140,7 @@ class ChainReport:
     head_hash: str
     first_broken_id: int | None = None
     problem: str = ""
+    anchor: str = ""  # how checkpoints anchor the chain (audit.checkpoints)
 
 
 _FAST_ROWS = """
@@ -194,10 +149,6 @@ _FAST_ROWS = """
            prev_hash, hash
     FROM audit_auditevent WHERE seq >= %s AND seq < %s ORDER BY seq
 """
-
-
-def _float_marker(text: str) -> dict:
-    return {"$float": repr(float(text))}
 
 
 def _chain_rows_postgresql(*, start_seq: int, batch: int, end_seq: int | None = None):
@@ -219,9 +170,7 @@ def _chain_rows_postgresql(*, start_seq: int, batch: int, end_seq: int | None = 
             fetched = cursor.fetchall()
         for values in fetched:
             row = dict(zip(CHAIN_FIELDS, values, strict=True))
-            row["data"] = json.loads(
-                row["data"], parse_float=_float_marker, object_pairs_hook=_canonical_object
-            )
+            row["data"] = canonical_data_from_json(row["data"])
             row["canonical"] = True
             yield row
         low += batch

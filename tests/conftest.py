@@ -34,7 +34,10 @@ def _missing(item) -> str | None:
 
 
 # Tables whose append-only triggers refuse TRUNCATE, and those triggers.
-APPEND_ONLY_TRUNCATE_TRIGGERS = {"audit_auditevent": "audit_event_no_truncate"}
+APPEND_ONLY_TRUNCATE_TRIGGERS = {
+    "audit_auditevent": "audit_event_no_truncate",
+    "audit_auditcheckpoint": "audit_checkpoint_no_truncate",
+}
 
 
 @receiver(connection_created)

@@ -3,13 +3,14 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from audit import services
+from audit import checkpoints, services
 
 
 class Command(BaseCommand):
     help = (
-        "Seal pending audit events, then recompute the SHA-256 chain. Exits 0 with the "
-        "event count and head hash when intact; exits 1 naming the first broken event."
+        "Seal pending audit events, then recompute the SHA-256 chain and hold it to every "
+        "signed checkpoint. Exits 0 with the event count and head hash when intact; exits 1 "
+        "naming the first broken event, or the checkpoint and seq that no longer hold."
     )
 
     def add_arguments(self, parser):
@@ -31,13 +32,12 @@ class Command(BaseCommand):
             while services.audit_seal():
                 pass
         started = time.monotonic()
-        if from_id is None:
-            report = services.chain_verify_parallel(workers=workers)
-        else:
-            report = services.chain_verify(from_id=from_id)
+        report = checkpoints.evidence_verify(workers=workers, from_id=from_id)
         elapsed = time.monotonic() - started
         services.audit_verification_record(report=report, duration_ms=int(elapsed * 1000))
         if not report.ok:
+            if report.anchor == "broken":
+                raise CommandError(f"audit chain does not match its checkpoints: {report.problem}")
             raise CommandError(
                 f"audit chain broken at event {report.first_broken_id}: {report.problem} "
                 f"({report.events_checked} events verified before it)"
@@ -46,5 +46,5 @@ class Command(BaseCommand):
         self.stdout.write(
             f"audit chain intact: {report.events_checked} events, "
             f"head {report.head_hash or '(empty)'} (seq {report.head_seq}); "
-            f"{rate:,.0f} events/s"
+            f"{rate:,.0f} events/s; {report.anchor}"
         )
