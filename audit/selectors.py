@@ -23,3 +23,13 @@ def last_verification() -> AuditVerification | None:
 
 def newest_checkpoint() -> AuditCheckpoint | None:
     return AuditCheckpoint.objects.order_by("-last_seq").first()
+
+
+def covering_checkpoint_record(*, seq: int | None) -> dict | None:
+    """The signed checkpoint (as witnesses hold it) whose range ends at or after seq."""
+    from . import chainhash
+
+    if seq is None:
+        return None
+    checkpoint = AuditCheckpoint.objects.filter(last_seq__gte=seq).order_by("last_seq").first()
+    return chainhash.checkpoint_record(checkpoint.as_document()) if checkpoint else None

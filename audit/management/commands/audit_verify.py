@@ -26,16 +26,25 @@ class Command(BaseCommand):
             default=os.cpu_count() or 1,
             help="processes verifying seq ranges in parallel (PostgreSQL; default: CPUs)",
         )
+        parser.add_argument(
+            "--witness",
+            metavar="URL",
+            help="also compare the checkpoints with this witness (file:///dir/)",
+        )
 
-    def handle(self, *args, from_id=None, no_seal=False, workers=1, **options):
+    def handle(self, *args, from_id=None, no_seal=False, workers=1, witness=None, **options):
         if not no_seal:
             while services.audit_seal():
                 pass
         started = time.monotonic()
         report = checkpoints.evidence_verify(workers=workers, from_id=from_id)
+        if report.ok and witness:
+            report = self._compare_witness(report, witness)
         elapsed = time.monotonic() - started
         services.audit_verification_record(report=report, duration_ms=int(elapsed * 1000))
         if not report.ok:
+            if report.anchor == "witness":
+                raise CommandError(f"audit checkpoints do not match the witness: {report.problem}")
             if report.anchor == "broken":
                 raise CommandError(f"audit chain does not match its checkpoints: {report.problem}")
             raise CommandError(
@@ -48,3 +57,16 @@ class Command(BaseCommand):
             f"head {report.head_hash or '(empty)'} (seq {report.head_seq}); "
             f"{rate:,.0f} events/s; {report.anchor}"
         )
+
+    def _compare_witness(self, report, url):
+        from dataclasses import replace
+
+        from audit import witness
+
+        try:
+            problem = witness.witness_compare(url=url)
+        except witness.WitnessError as exc:
+            raise CommandError(str(exc)) from None
+        if problem:
+            return replace(report, ok=False, problem=problem, anchor="witness")
+        return replace(report, anchor=f"{report.anchor}; matches the witness")
