@@ -390,6 +390,9 @@ AISPM_REVIEW_SLA_HOURS = env_int("AISPM_REVIEW_SLA_HOURS", 4, minimum=1)
 AISPM_AUDIT_SIGNING_KEY = env_signing_key("AISPM_AUDIT_SIGNING_KEY")
 AISPM_AUDIT_CHECKPOINT_SECONDS = env_int("AISPM_AUDIT_CHECKPOINT_SECONDS", 300, minimum=10)
 AISPM_AUDIT_WITNESS_URL = env_url("AISPM_AUDIT_WITNESS_URL", schemes={"file", "syslog"})
+# Audit events younger than this are never archived; the EU AI Act (Art. 19) asks for
+# at least six months.
+AISPM_AUDIT_RETENTION_DAYS = env_int("AISPM_AUDIT_RETENTION_DAYS", 400, minimum=183)
 CELERY_BEAT_SCHEDULE["checkpoint-audit"] = {
     "task": "audit.tasks.checkpoint_audit_chain",
     "schedule": float(AISPM_AUDIT_CHECKPOINT_SECONDS),

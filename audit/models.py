@@ -131,3 +131,36 @@ class AuditCheckpoint(models.Model):
             "hash": self.hash,
             "signature": self.signature,
         }
+
+
+class AuditArchive(models.Model):
+    """A run of the chain moved out of the database into a verified segment file.
+
+    Its row is what lets PostgreSQL's trigger delete events seq first_seq..last_seq;
+    only the archiving role may insert one (see the README's roles). The chain then
+    starts at last_seq + 1, whose prev_hash is head_hash."""
+
+    created_at = models.DateTimeField()
+    first_seq = models.BigIntegerField()
+    last_seq = models.BigIntegerField(unique=True)
+    events = models.BigIntegerField()
+    head_hash = models.CharField(max_length=64)
+    checkpoint_hash = models.CharField(max_length=64)
+    segment_sha256 = models.CharField(max_length=64)
+    location = models.TextField()
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["last_seq"]
+
+    def __str__(self):
+        return f"archive of seq {self.first_seq}..{self.last_seq}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not self._state.adding:
+            raise AppendOnlyError("audit archives cannot be updated")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError("audit archives cannot be deleted")

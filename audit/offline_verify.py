@@ -7,8 +7,9 @@ every checkpoint in DIR (a copy of the witness) is signed by KEY and that they
 chain to each other; that every exported event's hash matches its content; that
 consecutive events link; and that each event reaches, through the chain, the head
 hash of a signed checkpoint. Exit 0: every event verified and anchored. Exit 1:
-something was altered. Exit 2: the events are intact but some are not anchored (a
-filtered export that is not a contiguous run, or events newer than any checkpoint).
+something was altered. Exit 2: bad arguments. Exit 3: the events are intact but
+some are not anchored (a filtered export that is not a contiguous run, or events
+newer than any checkpoint).
 """
 
 import argparse
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from audit import chainhash
 
-TAMPERED, UNANCHORED = 1, 2
+TAMPERED, UNANCHORED = 1, 3
 
 
 class Tampered(Exception):
@@ -118,7 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", type=Path, help="the export's manifest, to check its hash")
     args = parser.parse_args(argv)
     key_path = Path(args.public_key)
-    key = chainhash.load_public_key(key_path.read_text() if key_path.is_file() else args.public_key)
+    try:
+        key = chainhash.load_public_key(
+            key_path.read_text() if key_path.is_file() else args.public_key
+        )
+    except ValueError as exc:
+        parser.error(f"--public-key is neither a PEM nor a base64 Ed25519 public key: {exc}")
     try:
         if args.manifest:
             check_manifest(args.manifest, args.events)

@@ -14,7 +14,7 @@ from .chainhash import (  # noqa: F401 - re-exported: the chain's hashing lives 
     canonical_event,
     event_hash,
 )
-from .models import AuditEvent, AuditVerification
+from .models import AuditArchive, AuditEvent, AuditVerification
 
 
 class AuditOutsideTransaction(RuntimeError):
@@ -176,6 +176,13 @@ def _chain_rows_postgresql(*, start_seq: int, batch: int, end_seq: int | None = 
         low += batch
 
 
+def chain_start() -> tuple[int, str]:
+    """Where the chain in the database begins: seq 1 from GENESIS, or just after the
+    newest archived run, from that run's head hash."""
+    archive = AuditArchive.objects.order_by("-last_seq").values("last_seq", "head_hash").first()
+    return (archive["last_seq"] + 1, archive["head_hash"]) if archive else (1, GENESIS)
+
+
 def chain_verify(*, from_id: int | None = None, batch: int = 20000) -> ChainReport:
     """Recompute the chain in seq order and report the first broken event.
 
@@ -184,7 +191,7 @@ def chain_verify(*, from_id: int | None = None, batch: int = 20000) -> ChainRepo
     does not follow the previous one (gap).
     """
     events = AuditEvent.objects.filter(seq__isnull=False).order_by("seq")
-    expected_seq, prev = 1, GENESIS
+    expected_seq, prev = chain_start()
     if from_id is not None:
         start = AuditEvent.objects.filter(pk=from_id, seq__isnull=False).values("seq").first()
         if start is None:
@@ -245,16 +252,17 @@ def chain_verify_parallel(*, workers: int, batch: int = 20000) -> ChainReport:
     with connection.cursor() as cursor:
         cursor.execute("SELECT max(seq) FROM audit_auditevent")
         (last,) = cursor.fetchone()
-    if not last or last < workers * batch:
+    start, start_prev = chain_start()
+    if not last or last - start + 1 < workers * batch:
         return chain_verify(batch=batch)
-    step = -(-last // workers)
-    ranges = [(low, min(low + step - 1, last), batch) for low in range(1, last + 1, step)]
+    step = -(-(last - start + 1) // workers)
+    ranges = [(low, min(low + step - 1, last), batch) for low in range(start, last + 1, step)]
     from django.db import connections
 
     connections.close_all()  # children must open their own connections
     with multiprocessing.get_context("fork").Pool(len(ranges)) as pool:
         results = pool.map(_verify_range, ranges)
-    checked, head_seq, head_hash = 0, 0, GENESIS
+    checked, head_seq, head_hash = 0, start - 1, start_prev
     for report, first in results:
         if first is not None and first["seq"] != head_seq + 1:
             problem = f"gap: expected seq {head_seq + 1}, found {first['seq']}"

@@ -37,6 +37,7 @@ def _missing(item) -> str | None:
 APPEND_ONLY_TRUNCATE_TRIGGERS = {
     "audit_auditevent": "audit_event_no_truncate",
     "audit_auditcheckpoint": "audit_checkpoint_no_truncate",
+    "audit_auditarchive": "audit_archive_no_truncate",
 }
 
 

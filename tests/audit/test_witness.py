@@ -283,5 +283,15 @@ def test_events_newer_than_every_checkpoint_are_reported_unanchored(
     export = tmp_path / "export.jsonl"
     call_command("audit_export", str(export), "--to-seq", "6")
     result = offline(export, "--checkpoints", witness_dir, "--public-key", public_key_file)
-    assert result.returncode == 2
+    assert result.returncode == 3
     assert "NOT ANCHORED: seq 5..6" in result.stderr
+
+
+def test_the_offline_verifier_refuses_a_key_that_is_not_one(witness_dir, tmp_path):
+    record_and_seal(1)
+    checkpoints.checkpoint_create()
+    export = tmp_path / "export.jsonl"
+    call_command("audit_export", str(export))
+    result = offline(export, "--checkpoints", witness_dir, "--public-key", "<script>")
+    assert result.returncode == 2
+    assert "--public-key is neither a PEM nor a base64 Ed25519 public key" in result.stderr

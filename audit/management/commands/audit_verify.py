@@ -31,8 +31,15 @@ class Command(BaseCommand):
             metavar="URL",
             help="also compare the checkpoints with this witness (file:///dir/)",
         )
+        parser.add_argument(
+            "--archive",
+            metavar="URL",
+            help="also verify the archived segments in this directory (file:///dir/)",
+        )
 
-    def handle(self, *args, from_id=None, no_seal=False, workers=1, witness=None, **options):
+    def handle(
+        self, *args, from_id=None, no_seal=False, workers=1, witness=None, archive=None, **options
+    ):
         if not no_seal:
             while services.audit_seal():
                 pass
@@ -40,9 +47,13 @@ class Command(BaseCommand):
         report = checkpoints.evidence_verify(workers=workers, from_id=from_id)
         if report.ok and witness:
             report = self._compare_witness(report, witness)
+        if report.ok and archive:
+            report = self._verify_archive(report, archive)
         elapsed = time.monotonic() - started
         services.audit_verification_record(report=report, duration_ms=int(elapsed * 1000))
         if not report.ok:
+            if report.anchor == "archive":
+                raise CommandError(f"audit archive does not verify: {report.problem}")
             if report.anchor == "witness":
                 raise CommandError(f"audit checkpoints do not match the witness: {report.problem}")
             if report.anchor == "broken":
@@ -70,3 +81,16 @@ class Command(BaseCommand):
         if problem:
             return replace(report, ok=False, problem=problem, anchor="witness")
         return replace(report, anchor=f"{report.anchor}; matches the witness")
+
+    def _verify_archive(self, report, url):
+        from dataclasses import replace
+
+        from audit import archive
+
+        try:
+            problem = archive.archive_verify(url=url)
+        except archive.ArchiveError as exc:
+            raise CommandError(str(exc)) from None
+        if problem:
+            return replace(report, ok=False, problem=problem, anchor="archive")
+        return replace(report, anchor=f"{report.anchor}; archived segments verified")
