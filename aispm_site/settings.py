@@ -390,6 +390,25 @@ AISPM_REVIEW_SLA_HOURS = env_int("AISPM_REVIEW_SLA_HOURS", 4, minimum=1)
 AISPM_AUDIT_SIGNING_KEY = env_signing_key("AISPM_AUDIT_SIGNING_KEY")
 AISPM_AUDIT_CHECKPOINT_SECONDS = env_int("AISPM_AUDIT_CHECKPOINT_SECONDS", 300, minimum=10)
 AISPM_AUDIT_WITNESS_URL = env_url("AISPM_AUDIT_WITNESS_URL", schemes={"file", "syslog"})
+# SIEM sinks that receive every sealed event in chain order (README: Audit).
+SIEM_SCHEMES = {"ocsf+http", "ocsf+https", "syslog", "syslog+tls", "otlp+http", "otlp+https"}
+AISPM_AUDIT_SIEM_URLS = env_list("AISPM_AUDIT_SIEM_URLS", [])
+for _url in AISPM_AUDIT_SIEM_URLS:
+    _parts = urlsplit(_url)
+    if _parts.scheme not in SIEM_SCHEMES or not _parts.hostname:
+        raise ImproperlyConfigured(
+            f"AISPM_AUDIT_SIEM_URLS entries must start with one of "
+            f"{', '.join(sorted(SIEM_SCHEMES))}:// and name a host (got {_url!r})."
+        )
+    try:
+        _parts.port  # noqa: B018 - raises on a non-numeric port
+    except ValueError:
+        raise ImproperlyConfigured(f"AISPM_AUDIT_SIEM_URLS has an invalid port: {_url!r}") from None
+if AISPM_AUDIT_SIEM_URLS:
+    CELERY_BEAT_SCHEDULE["stream-audit"] = {
+        "task": "audit.tasks.stream_audit_events",
+        "schedule": 10.0,
+    }
 # Audit events younger than this are never archived; the EU AI Act (Art. 19) asks for
 # at least six months.
 AISPM_AUDIT_RETENTION_DAYS = env_int("AISPM_AUDIT_RETENTION_DAYS", 400, minimum=183)

@@ -164,3 +164,19 @@ class AuditArchive(models.Model):
 
     def delete(self, *args, **kwargs):
         raise AppendOnlyError("audit archives cannot be deleted")
+
+
+class AuditSinkCursor(models.Model):
+    """How far one SIEM sink has received the chain: every event up to last_seq."""
+
+    sink = models.CharField(max_length=300, unique=True)
+    last_seq = models.BigIntegerField(default=0)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["sink"]
+
+    def __str__(self):
+        return f"{self.sink} at seq {self.last_seq}"

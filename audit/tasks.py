@@ -19,3 +19,10 @@ def checkpoint_audit_chain() -> int | None:
         return None
     checkpoint = checkpoints.checkpoint_create()
     return checkpoint.pk if checkpoint else None
+
+
+@shared_task(ignore_result=True, soft_time_limit=240, time_limit=270)
+def stream_audit_events() -> int:
+    from . import siem
+
+    return siem.siem_deliver_all()

@@ -4,7 +4,7 @@ from django.views.decorators.http import require_GET
 
 from aispm_site.roles import AUDIT_PERMISSION, permission_required
 
-from . import checkpoints, selectors
+from . import checkpoints, selectors, siem
 
 
 @require_GET
@@ -23,5 +23,6 @@ def verification(request: HttpRequest) -> HttpResponse:
                 checkpoints.checkpoint_signature_status(checkpoint) if checkpoint else ""
             ),
             "key_fingerprint": checkpoints.key_fingerprint(),
+            "sinks": siem.sink_lag(),
         },
     )

@@ -14,6 +14,7 @@ from django.db import transaction
 from audit import chainhash, checkpoints, services, witness
 from audit.models import AuditCheckpoint
 from tests.audit import attacks
+from tests.audit.receivers import SyslogReceiver
 
 pytestmark = pytest.mark.django_db
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -62,39 +63,6 @@ def test_a_witness_file_is_never_overwritten(witness_dir, settings):
     with pytest.raises(witness.WitnessError, match="already holds a different checkpoint"):
         witness.witness_publish(url=url, checkpoint=other)
     assert path.read_bytes() == before
-
-
-class SyslogReceiver:
-    """A TCP syslog collector on loopback that keeps every byte it receives."""
-
-    def __init__(self):
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.data = bytearray()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            with conn:
-                while chunk := conn.recv(65536):
-                    self.data.extend(chunk)
-
-    def messages(self) -> list[bytes]:
-        """Split octet-counted frames (RFC 6587)."""
-        data, out = bytes(self.data), []
-        while data:
-            length, _, rest = data.partition(b" ")
-            out.append(rest[: int(length)])
-            data = rest[int(length) :]
-        return out
-
-    def close(self):
-        self.server.close()
 
 
 @pytest.fixture
