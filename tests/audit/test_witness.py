@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 from django.db import transaction
 
 from audit import chainhash, checkpoints, services, witness
-from audit.models import AuditCheckpoint
+from audit.models import AuditCheckpoint, AuditEvent
 from tests.audit import attacks
 from tests.audit.receivers import SyslogReceiver
 
@@ -263,3 +263,24 @@ def test_the_offline_verifier_refuses_a_key_that_is_not_one(witness_dir, tmp_pat
     result = offline(export, "--checkpoints", witness_dir, "--public-key", "<script>")
     assert result.returncode == 2
     assert "--public-key is neither a PEM nor a base64 Ed25519 public key" in result.stderr
+
+
+def test_the_web_export_manifest_names_the_covering_checkpoint_and_its_events_verify_offline(
+    witness_dir, public_key_file, tmp_path, client
+):
+    from tests.factories import auditor
+
+    record_and_seal(3)
+    client.force_login(auditor())
+    response = client.get("/audit/export.jsonl")
+    body = b"".join(response.streaming_content)
+    export_event = AuditEvent.objects.filter(event="audit.exported").get()
+    manifest = client.get(f"/audit/exports/{export_event.pk}/manifest.json").json()
+    assert manifest["chain_head_seq"] == 3 and manifest["checkpoint"] is None
+    checkpoint = checkpoints.checkpoint_create()
+    manifest = client.get(f"/audit/exports/{export_event.pk}/manifest.json").json()
+    assert manifest["checkpoint"] == chainhash.checkpoint_record(checkpoint.as_document())
+    assert manifest["chain_head_hash"] == checkpoint.head_hash
+    # The web export holds the events of decisions only; here there are none, so the
+    # contiguous audit_export is what an auditor anchors offline.
+    assert body == b""
