@@ -225,6 +225,11 @@ def _sender(url: str):
 # --- delivery --------------------------------------------------------------------------
 
 
+def sink_lock_key(name: str) -> int:
+    """The PostgreSQL advisory lock (one bigint) that one sink's delivery holds."""
+    return (0x61697373 << 32) | zlib.crc32(name.encode())
+
+
 def siem_deliver(*, url: str, batch: int = BATCH) -> int:
     """Send the sink every sealed event after its cursor; return how many it accepted.
 
@@ -235,7 +240,7 @@ def siem_deliver(*, url: str, batch: int = BATCH) -> int:
     send = _sender(url)
     cursor, _ = AuditSinkCursor.objects.get_or_create(sink=name)
     connection = transaction.get_connection()
-    lock = (0x61697373 << 32) | zlib.crc32(name.encode())  # one bigint key per sink
+    lock = sink_lock_key(name)
     if connection.vendor == "postgresql":
         with connection.cursor() as db:
             db.execute("SELECT pg_try_advisory_lock(%s)", [lock])

@@ -218,3 +218,23 @@ def test_beat_streams_to_every_sink_and_one_down_does_not_block_another(settings
     finally:
         up.close()
         down.close()
+
+
+@pytest.mark.postgres
+def test_only_one_delivery_per_sink_runs_at_a_time(settings):
+    import psycopg
+    from django.db import connection
+
+    receiver = ocsf_receiver()
+    url = f"ocsf+http://127.0.0.1:{receiver.port}/"
+    lock = siem.sink_lock_key(siem.sink_name(url))
+    params = connection.get_connection_params()
+    try:
+        record_and_seal(3)
+        with psycopg.connect(**params, autocommit=True) as other:
+            other.execute("SELECT pg_advisory_lock(%s)", [lock])
+            assert siem.siem_deliver(url=url) == 0
+            assert receiver.requests == 0
+        assert siem.siem_deliver(url=url) == 3
+    finally:
+        receiver.close()
