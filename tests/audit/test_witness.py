@@ -265,7 +265,7 @@ def test_the_offline_verifier_refuses_a_key_that_is_not_one(witness_dir, tmp_pat
     assert "--public-key is neither a PEM nor a base64 Ed25519 public key" in result.stderr
 
 
-def test_the_web_export_manifest_names_the_covering_checkpoint_and_its_events_verify_offline(
+def test_the_web_export_manifest_names_the_covering_checkpoint(
     witness_dir, public_key_file, tmp_path, client
 ):
     from tests.factories import auditor
