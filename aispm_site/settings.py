@@ -4,6 +4,7 @@ Every variable is parsed by a small typed helper that fails at start-up with a
 message naming the variable. See README.md ("Configuration") for the contract.
 """
 
+import base64
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -90,6 +91,52 @@ def env_broker(name: str) -> str | None:
         parts.port  # noqa: B018 - raises on a non-numeric port
     except ValueError:
         raise ImproperlyConfigured(f"{name} has an invalid port (got {raw!r}).") from None
+    return raw
+
+
+def env_signing_key(name: str) -> bytes | None:
+    """An Ed25519 seed: base64 of 32 bytes in `name`, or in the file `name`_FILE names."""
+    raw = os.environ.get(name, "").strip()
+    path = os.environ.get(f"{name}_FILE", "").strip()
+    if raw and path:
+        raise ImproperlyConfigured(f"Set {name} or {name}_FILE, not both.")
+    source = name
+    if path:
+        source = f"{name}_FILE ({path})"
+        try:
+            raw = Path(path).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{source} cannot be read: {exc.strerror}.") from None
+    if not raw:
+        return None
+    try:
+        seed = base64.b64decode(raw, validate=True)
+    except ValueError:
+        raise ImproperlyConfigured(f"{source} must be base64 of a 32-byte seed.") from None
+    if len(seed) != 32:
+        raise ImproperlyConfigured(
+            f"{source} must be base64 of a 32-byte Ed25519 seed (got {len(seed)} bytes)."
+        )
+    return seed
+
+
+def env_url(name: str, *, schemes: set[str]) -> str:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    if parts.scheme not in schemes:
+        raise ImproperlyConfigured(
+            f"{name} must start with one of {', '.join(sorted(schemes))}:// (got {raw!r})."
+        )
+    try:
+        parts.port  # noqa: B018 - raises on a non-numeric port
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} has an invalid port (got {raw!r}).") from None
+    if parts.scheme == "file" and not parts.path:
+        raise ImproperlyConfigured(f"{name} must name a directory, e.g. file:///var/witness/.")
+    if parts.scheme not in {"file"} and not parts.hostname:
+        raise ImproperlyConfigured(f"{name} must name a host (got {raw!r}).")
     return raw
 
 
@@ -343,6 +390,37 @@ AISPM_REGRESSION_MARGIN = env_int("AISPM_REGRESSION_MARGIN_PERCENT", 15, minimum
 AISPM_REGRESSION_MIN_DECISIONS = env_int("AISPM_REGRESSION_MIN_DECISIONS", 20, minimum=1)
 # A pending decision that has waited longer than this counts as an SLA breach in the inbox.
 AISPM_REVIEW_SLA_HOURS = env_int("AISPM_REVIEW_SLA_HOURS", 4, minimum=1)
+# Audit evidence: the Ed25519 seed that signs chain checkpoints (none: unanchored),
+# how often beat makes one, and the witness outside the database that receives each.
+AISPM_AUDIT_SIGNING_KEY = env_signing_key("AISPM_AUDIT_SIGNING_KEY")
+AISPM_AUDIT_CHECKPOINT_SECONDS = env_int("AISPM_AUDIT_CHECKPOINT_SECONDS", 300, minimum=10)
+AISPM_AUDIT_WITNESS_URL = env_url("AISPM_AUDIT_WITNESS_URL", schemes={"file", "syslog"})
+# SIEM sinks that receive every sealed event in chain order (README: Audit).
+SIEM_SCHEMES = {"ocsf+http", "ocsf+https", "syslog", "syslog+tls", "otlp+http", "otlp+https"}
+AISPM_AUDIT_SIEM_URLS = env_list("AISPM_AUDIT_SIEM_URLS", [])
+for _url in AISPM_AUDIT_SIEM_URLS:
+    _parts = urlsplit(_url)
+    if _parts.scheme not in SIEM_SCHEMES or not _parts.hostname:
+        raise ImproperlyConfigured(
+            f"AISPM_AUDIT_SIEM_URLS entries must start with one of "
+            f"{', '.join(sorted(SIEM_SCHEMES))}:// and name a host (got {_url!r})."
+        )
+    try:
+        _parts.port  # noqa: B018 - raises on a non-numeric port
+    except ValueError:
+        raise ImproperlyConfigured(f"AISPM_AUDIT_SIEM_URLS has an invalid port: {_url!r}") from None
+if AISPM_AUDIT_SIEM_URLS:
+    CELERY_BEAT_SCHEDULE["stream-audit"] = {
+        "task": "audit.tasks.stream_audit_events",
+        "schedule": 10.0,
+    }
+# Audit events younger than this are never archived; the EU AI Act (Art. 19) asks for
+# at least six months.
+AISPM_AUDIT_RETENTION_DAYS = env_int("AISPM_AUDIT_RETENTION_DAYS", 400, minimum=183)
+CELERY_BEAT_SCHEDULE["checkpoint-audit"] = {
+    "task": "audit.tasks.checkpoint_audit_chain",
+    "schedule": float(AISPM_AUDIT_CHECKPOINT_SECONDS),
+}
 AISPM_MAX_BODY_BYTES = 256 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = AISPM_MAX_BODY_BYTES
 

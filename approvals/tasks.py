@@ -139,7 +139,9 @@ def verify_audit_chain() -> bool:
     while audit_services.audit_seal():
         pass
     started = time.monotonic()
-    report = audit_services.chain_verify()
+    from audit.checkpoints import evidence_verify  # the chain and its signed checkpoints
+
+    report = evidence_verify()
     audit_services.audit_verification_record(
         report=report, duration_ms=int((time.monotonic() - started) * 1000)
     )

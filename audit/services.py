@@ -1,8 +1,6 @@
-import hashlib
 import json
 import multiprocessing
 from dataclasses import dataclass
-from datetime import UTC
 from typing import Any
 
 from django.conf import settings
@@ -10,7 +8,13 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.utils import timezone
 
-from .models import AuditEvent, AuditVerification
+from .chainhash import (  # noqa: F401 - re-exported: the chain's hashing lives there
+    GENESIS,
+    canonical_data_from_json,
+    canonical_event,
+    event_hash,
+)
+from .models import AuditArchive, AuditEvent, AuditVerification
 
 
 class AuditOutsideTransaction(RuntimeError):
@@ -66,57 +70,7 @@ def audit_record(
 
 # --- the hash chain ------------------------------------------------------------------
 
-GENESIS = "0" * 64
 SEAL_LOCK = 0x61697370  # pg advisory lock key: one sealer at a time
-
-
-def _canonical_value(value):
-    """JSON values with floats as their shortest round-trip text, so that no
-    database or language can hash a number differently."""
-    if isinstance(value, float):
-        return {"$float": repr(value)}
-    if isinstance(value, dict):
-        return {_canonical_key(str(key)): _canonical_value(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_canonical_value(item) for item in value]
-    return value
-
-
-def _canonical_key(key: str) -> str:
-    # "$float" marks a number; a key of the data's own that starts with "$" gets one
-    # more, so that no object can pass for a number.
-    return "$" + key if key.startswith("$") else key
-
-
-def _canonical_object(pairs) -> dict:
-    return {_canonical_key(key): value for key, value in pairs}
-
-
-def _utc(value) -> str:
-    if isinstance(value, str):  # already formatted by the database (the fast verify path)
-        return value
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def canonical_event(row: dict) -> bytes:
-    """The bytes an event's hash covers: sorted keys, UTC timestamps, no floats."""
-    document = {
-        "id": row["id"],
-        "seq": row["seq"],
-        "created_at": _utc(row["created_at"]),
-        "event": row["event"],
-        "actor_kind": row["actor_kind"],
-        "actor_label": row["actor_label"],
-        "actor_user_id": row["actor_user_id"],
-        "target_type": row["target_type"],
-        "target_id": row["target_id"],
-        "data": row["data"] if row.get("canonical") else _canonical_value(row["data"]),
-    }
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def event_hash(row: dict, prev_hash: str) -> str:
-    return hashlib.sha256(canonical_event(row) + prev_hash.encode()).hexdigest()
 
 
 CHAIN_FIELDS = [
@@ -186,6 +140,7 @@ class ChainReport:
     head_hash: str
     first_broken_id: int | None = None
     problem: str = ""
+    anchor: str = ""  # how checkpoints anchor the chain (audit.checkpoints)
 
 
 _FAST_ROWS = """
@@ -194,10 +149,6 @@ _FAST_ROWS = """
            prev_hash, hash
     FROM audit_auditevent WHERE seq >= %s AND seq < %s ORDER BY seq
 """
-
-
-def _float_marker(text: str) -> dict:
-    return {"$float": repr(float(text))}
 
 
 def _chain_rows_postgresql(*, start_seq: int, batch: int, end_seq: int | None = None):
@@ -219,12 +170,17 @@ def _chain_rows_postgresql(*, start_seq: int, batch: int, end_seq: int | None = 
             fetched = cursor.fetchall()
         for values in fetched:
             row = dict(zip(CHAIN_FIELDS, values, strict=True))
-            row["data"] = json.loads(
-                row["data"], parse_float=_float_marker, object_pairs_hook=_canonical_object
-            )
+            row["data"] = canonical_data_from_json(row["data"])
             row["canonical"] = True
             yield row
         low += batch
+
+
+def chain_start() -> tuple[int, str]:
+    """Where the chain in the database begins: seq 1 from GENESIS, or just after the
+    newest archived run, from that run's head hash."""
+    archive = AuditArchive.objects.order_by("-last_seq").values("last_seq", "head_hash").first()
+    return (archive["last_seq"] + 1, archive["head_hash"]) if archive else (1, GENESIS)
 
 
 def chain_verify(*, from_id: int | None = None, batch: int = 20000) -> ChainReport:
@@ -235,7 +191,7 @@ def chain_verify(*, from_id: int | None = None, batch: int = 20000) -> ChainRepo
     does not follow the previous one (gap).
     """
     events = AuditEvent.objects.filter(seq__isnull=False).order_by("seq")
-    expected_seq, prev = 1, GENESIS
+    expected_seq, prev = chain_start()
     if from_id is not None:
         start = AuditEvent.objects.filter(pk=from_id, seq__isnull=False).values("seq").first()
         if start is None:
@@ -296,16 +252,17 @@ def chain_verify_parallel(*, workers: int, batch: int = 20000) -> ChainReport:
     with connection.cursor() as cursor:
         cursor.execute("SELECT max(seq) FROM audit_auditevent")
         (last,) = cursor.fetchone()
-    if not last or last < workers * batch:
+    start, start_prev = chain_start()
+    if not last or last - start + 1 < workers * batch:
         return chain_verify(batch=batch)
-    step = -(-last // workers)
-    ranges = [(low, min(low + step - 1, last), batch) for low in range(1, last + 1, step)]
+    step = -(-(last - start + 1) // workers)
+    ranges = [(low, min(low + step - 1, last), batch) for low in range(start, last + 1, step)]
     from django.db import connections
 
     connections.close_all()  # children must open their own connections
     with multiprocessing.get_context("fork").Pool(len(ranges)) as pool:
         results = pool.map(_verify_range, ranges)
-    checked, head_seq, head_hash = 0, 0, GENESIS
+    checked, head_seq, head_hash = 0, start - 1, start_prev
     for report, first in results:
         if first is not None and first["seq"] != head_seq + 1:
             problem = f"gap: expected seq {head_seq + 1}, found {first['seq']}"

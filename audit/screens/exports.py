@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from aispm_site.roles import AUDIT_PERMISSION, permission_required
-from audit.selectors import chain_head
+from audit.selectors import chain_head, covering_checkpoint_record
 from audit.services import audit_record, audit_seal
 
 from . import selectors as trail_selectors
@@ -283,6 +283,8 @@ def export_manifest(request: HttpRequest, event_id: int) -> JsonResponse:
         "rows": data.get("rows"),
         "sha256": data.get("sha256", ""),
         "chain_head_hash": data.get("chain_head_hash", ""),
+        "chain_head_seq": data.get("chain_head_seq"),
+        "checkpoint": covering_checkpoint_record(seq=data.get("chain_head_seq")),
         "exported_at": data.get("exported_at", ""),
         "exported_by": event.actor_label,
     }

@@ -343,6 +343,7 @@ EVENT_FIELDS = [
     "event",
     "actor_kind",
     "actor_label",
+    "actor_user_id",  # the event hash covers it: offline verification needs it
     "target_type",
     "target_id",
     "data",

@@ -94,14 +94,15 @@ def test_postgresql_refuses_update_and_delete(sql):
 
 
 @pytest.mark.postgres
-def test_postgresql_refuses_truncate():
+@pytest.mark.parametrize("opt_in", ["off", "on"])
+def test_postgresql_refuses_truncate_whatever_the_session_sets(opt_in):
     record(1)
     with (
         pytest.raises(DatabaseError, match="append-only"),
         transaction.atomic(),
         connection.cursor() as cursor,
     ):
-        cursor.execute("SET LOCAL aispm.allow_truncate = 'off'")
+        cursor.execute(f"SET LOCAL aispm.allow_truncate = '{opt_in}'")
         cursor.execute("TRUNCATE audit_auditevent")
 
 

@@ -412,6 +412,7 @@ def test_jsonl_has_one_compact_object_per_audit_event_of_the_filtered_decisions(
             "event",
             "actor_kind",
             "actor_label",
+            "actor_user_id",
             "target_type",
             "target_id",
             "data",
@@ -450,6 +451,8 @@ def test_the_manifest_describes_the_export(client, world, audrey):
         "rows": 1,
         "sha256": hashlib.sha256(body).hexdigest(),
         "chain_head_hash": AuditEvent.objects.get(event="decision.submitted").hash,
+        "chain_head_seq": AuditEvent.objects.get(event="decision.submitted").seq,
+        "checkpoint": None,  # no signing key in this test: unanchored
         "exported_at": event.data["exported_at"],
         "exported_by": "audrey",
     }

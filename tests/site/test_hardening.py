@@ -1,5 +1,6 @@
 """Compromise prevention: login throttling, deploy checks, admin roles, and keys kept secret."""
 
+import base64
 import io
 import json
 import logging
@@ -184,6 +185,8 @@ def run_production(*args, **env_vars):
         SECRET_KEY=secrets.token_urlsafe(64),
         ALLOWED_HOSTS="aispm.example.com",
         CSRF_TRUSTED_ORIGINS="https://aispm.example.com",
+        # A deployment signs audit checkpoints (check --deploy warns without a key).
+        AISPM_AUDIT_SIGNING_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
         **env_vars,
     )
     return subprocess.run(

@@ -1,0 +1,138 @@
+"""Witnesses: copies of every signed checkpoint outside the database.
+
+- file:///dir/ writes one JSON file per checkpoint, created exclusively (O_EXCL), so
+  nothing aispm does overwrites one; in production the directory is WORM storage.
+- syslog://host:port sends each checkpoint as an RFC 5424 message over TCP
+  (octet-counted, RFC 6587), to a collector the database owner does not control.
+
+`witness_compare` reads a file witness back and reports a checkpoint the database
+lacks or holds differently: the trace of an insider who deleted the newest events
+and the newest checkpoints together.
+"""
+
+import json
+import os
+import socket
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from . import chainhash
+from .models import AuditCheckpoint
+
+SYSLOG_PRI = 16 * 8 + 5  # facility local0, severity notice
+APP_NAME = "aispm"
+
+
+class WitnessError(RuntimeError):
+    """The witness could not be written or read."""
+
+
+def _directory(url: str) -> Path:
+    return Path(unquote(urlsplit(url).path))
+
+
+def file_name(record: dict) -> str:
+    return f"checkpoint-{record['last_seq']:020d}.json"
+
+
+def record_bytes(record: dict) -> bytes:
+    return json.dumps(record, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+
+
+def _publish_file(url: str, record: dict) -> Path:
+    directory = _directory(url)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / file_name(record)
+    data = record_bytes(record)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    except FileExistsError:
+        if path.read_bytes() == data:
+            return path  # published before: a retry
+        raise WitnessError(f"{path} already holds a different checkpoint") from None
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path
+
+
+def syslog_message(*, msgid: str, body: str, timestamp: str, structured: str = "-") -> bytes:
+    """One RFC 5424 message, framed by octet counting (RFC 6587) for TCP."""
+    host = socket.gethostname() or "-"
+    line = f"<{SYSLOG_PRI}>1 {timestamp} {host} {APP_NAME} {os.getpid()} {msgid} {structured} "
+    payload = line.encode() + body.encode()
+    return str(len(payload)).encode() + b" " + payload
+
+
+def syslog_send(url: str, messages: list[bytes], *, timeout: float = 5.0) -> None:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 514), timeout=timeout) as s:
+            s.sendall(b"".join(messages))
+    except OSError as exc:
+        raise WitnessError(f"syslog witness {parts.hostname}:{parts.port} failed: {exc}") from exc
+
+
+def witness_publish(*, url: str, checkpoint: AuditCheckpoint) -> None:
+    record = chainhash.checkpoint_record(checkpoint.as_document())
+    scheme = urlsplit(url).scheme
+    if scheme == "file":
+        _publish_file(url, record)
+    elif scheme == "syslog":
+        structured = (
+            f'[checkpoint@32473 first_seq="{record["first_seq"]}" '
+            f'last_seq="{record["last_seq"]}" hash="{record["hash"]}"]'
+        )
+        syslog_send(
+            url,
+            [
+                syslog_message(
+                    msgid="checkpoint",
+                    body=json.dumps(record, sort_keys=True, separators=(",", ":")),
+                    timestamp=record["created_at"],
+                    structured=structured,
+                )
+            ],
+        )
+    else:
+        raise WitnessError(f"unsupported witness URL scheme {scheme!r}")
+
+
+def witness_read(url: str) -> list[dict]:
+    """The checkpoints a file witness holds, in seq order."""
+    if urlsplit(url).scheme != "file":
+        raise WitnessError(
+            "only a file:// witness can be read back; read a syslog collector's copy into "
+            "a directory and pass that as file://"
+        )
+    directory = _directory(url)
+    if not directory.is_dir():
+        raise WitnessError(f"witness directory {directory} does not exist")
+    records = []
+    for path in sorted(directory.glob("checkpoint-*.json")):
+        try:
+            records.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            raise WitnessError(f"{path} is not a checkpoint: {exc}") from None
+    return sorted(records, key=lambda record: record["last_seq"])
+
+
+def witness_compare(*, url: str) -> str:
+    """The first difference between the witness and the database's checkpoints, or ''."""
+    held = {
+        checkpoint.last_seq: checkpoint.as_document()
+        for checkpoint in AuditCheckpoint.objects.order_by("last_seq")
+    }
+    for record in witness_read(url):
+        name = (
+            f"witness checkpoint seq {record['first_seq']}..{record['last_seq']} "
+            f"({record['hash'][:16]}…)"
+        )
+        ours = held.get(record["last_seq"])
+        if ours is None:
+            return f"{name}: the database lacks it (deleted events and checkpoints?)"
+        if chainhash.checkpoint_record(ours) != record:
+            return f"{name}: the database holds a different checkpoint for seq {record['last_seq']}"
+    return ""
