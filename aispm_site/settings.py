@@ -313,6 +313,7 @@ CELERY_BEAT_SCHEDULE = {
     "rate-spikes": {"task": "approvals.tasks.detect_rate_spikes", "schedule": 300.0},
     "key-ages": {"task": "approvals.tasks.check_key_ages", "schedule": 6 * 3600.0},
     "verify-audit": {"task": "approvals.tasks.verify_audit_chain", "schedule": 24 * 3600.0},
+    "posture-checks": {"task": "approvals.tasks.run_posture_checks", "schedule": 15 * 60.0},
 }
 
 # Email: EMAIL_URL (smtp://user:pass@host:587?tls=true, smtps://..., console:, locmem:).
@@ -339,6 +340,13 @@ AISPM_REGRESSION_MARGIN = env_int("AISPM_REGRESSION_MARGIN_PERCENT", 15, minimum
 AISPM_REGRESSION_MIN_DECISIONS = env_int("AISPM_REGRESSION_MIN_DECISIONS", 20, minimum=1)
 # A pending decision that has waited longer than this counts as an SLA breach in the inbox.
 AISPM_REVIEW_SLA_HOURS = env_int("AISPM_REVIEW_SLA_HOURS", 4, minimum=1)
+# Posture checks (approvals.posture): the thresholds a finding opens at.
+AISPM_POSTURE_ALLOW_MIN = env_int("AISPM_POSTURE_ALLOW_MIN", 20, minimum=1)
+AISPM_POSTURE_MAX_ADDRESSES = env_int("AISPM_POSTURE_MAX_ADDRESSES", 3, minimum=1)
+AISPM_POSTURE_REJECTION_PERCENT = env_int("AISPM_POSTURE_REJECTION_PERCENT", 40, minimum=1)
+AISPM_POSTURE_REJECTION_MIN_REVIEWS = env_int("AISPM_POSTURE_REJECTION_MIN_REVIEWS", 10, minimum=1)
+AISPM_POSTURE_MAX_SUPERUSERS = env_int("AISPM_POSTURE_MAX_SUPERUSERS", 2, minimum=1)
+AISPM_POSTURE_QUEUE_MIN_DECISIONS = env_int("AISPM_POSTURE_QUEUE_MIN_DECISIONS", 5, minimum=1)
 AISPM_MAX_BODY_BYTES = 256 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = AISPM_MAX_BODY_BYTES
 
