@@ -89,7 +89,11 @@ def control_matrix(*, findings: list[Finding], now: datetime) -> list[MatrixRow]
         version = agent.active_behaviour
         reviews = feedback.get(agent.pk, 0)
         cells = [
-            Cell("gates", _state("gates" in areas, True), f"{gates} review/deny rule(s)"),
+            Cell(
+                "gates",
+                _state("gates" in areas, True),
+                f"{gates} review/deny rule(s)" if gates else "default: review",
+            ),
             Cell("scopes", _state("privilege" in areas, bool(grants)), f"{len(grants)} grant(s)"),
             Cell("keys", _state("credentials" in areas, bool(keys)), f"{keys} live key(s)"),
             Cell("anomaly", _state("detection" in areas, bool(rules)), f"{rules} rule(s)"),

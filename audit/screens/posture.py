@@ -19,7 +19,7 @@ from approvals.posture.report import MAX_DAYS
 
 TREND_DAYS = 30
 # The trend chart's drawing box, in SVG user units.
-CHART_W, CHART_H, CHART_PAD = 600, 180, 30
+CHART_W, CHART_H, CHART_PAD = 900, 200, 30
 
 
 def posture_required(view):
