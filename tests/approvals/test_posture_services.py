@@ -136,3 +136,11 @@ def test_daily_scores_follow_when_findings_opened_and_resolved():
     assert series[-1][1] == 100  # resolved
     assert series[-8][1] == 80  # open seven days ago
     assert series[0][1] == 100  # not yet open
+
+
+def test_the_demo_shows_a_few_findings_on_purpose():
+    call_command("seed_demo", stdout=io.StringIO())
+
+    checks = set(Finding.objects.filter(status="open").values_list("check_id", flat=True))
+    assert {"gates.approvals_unreachable", "evidence.verify_stale"} <= checks
+    assert len(checks) <= 5
