@@ -208,15 +208,16 @@ def _compromise(start, end) -> Section:
 
 
 def rejection_trend(start: datetime, end: datetime) -> list[tuple[date, int, int]]:
-    """(week start, reviewed, rejected) per 7 days of the period."""
-    weeks = []
+    """(bucket start, reviewed, rejected) per week, or per 30 days past half a year."""
+    step = timedelta(days=7 if end - start <= timedelta(weeks=26) else 30)
+    buckets = []
     cursor = start
-    while cursor < end and len(weeks) < 60:
-        stop = min(cursor + timedelta(days=7), end)
+    while cursor < end:
+        stop = min(cursor + step, end)
         reviewed = Decision.objects.filter(
             policy_outcome="review", decided_at__gte=cursor, decided_at__lt=stop
         ).filter(Q(approval=Decision.Approval.HUMAN) | Q(status=Decision.Status.REJECTED))
-        weeks.append(
+        buckets.append(
             (
                 cursor.date(),
                 reviewed.count(),
@@ -224,7 +225,7 @@ def rejection_trend(start: datetime, end: datetime) -> list[tuple[date, int, int
             )
         )
         cursor = stop
-    return weeks
+    return buckets
 
 
 def _update(start, end) -> Section:
@@ -253,7 +254,7 @@ def _update(start, end) -> Section:
             ("Feedback delivered (reviews)", feedback.count()),
             ("Feedback with comments or edits", with_words),
         ],
-        table_head=["Week from", "Reviewed", "Rejected", "Rejection rate"],
+        table_head=["From", "Reviewed", "Rejected", "Rejection rate"],
         table=[
             [
                 week.isoformat(),

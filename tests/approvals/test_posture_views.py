@@ -246,3 +246,12 @@ def test_the_reports_figures_agree_with_the_csv_export_for_the_same_period(clien
     assert figure("Two-person decisions") == two_person == 2
     for value, label in Decision.Status.choices:
         assert f"<td>{label}</td><td>{statuses[value]}</td>" in html
+
+
+def test_a_five_year_report_buckets_the_rejection_trend_by_30_days(client):
+    client.force_login(auditor())
+    response = client.get(REPORT, {"from": "2021-12-01", "to": "2026-11-30"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    rows = re.findall(r"<tr><td>(\d{4}-\d\d-\d\d)</td>", html)
+    assert 60 <= len(rows) <= 62 and rows[0] == "2021-12-01"
