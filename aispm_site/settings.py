@@ -364,6 +364,7 @@ CELERY_BEAT_SCHEDULE = {
     "rate-spikes": {"task": "approvals.tasks.detect_rate_spikes", "schedule": 300.0},
     "key-ages": {"task": "approvals.tasks.check_key_ages", "schedule": 6 * 3600.0},
     "verify-audit": {"task": "approvals.tasks.verify_audit_chain", "schedule": 24 * 3600.0},
+    "posture-checks": {"task": "approvals.tasks.run_posture_checks", "schedule": 15 * 60.0},
 }
 
 # Email: EMAIL_URL (smtp://user:pass@host:587?tls=true, smtps://..., console:, locmem:).
@@ -421,6 +422,13 @@ CELERY_BEAT_SCHEDULE["checkpoint-audit"] = {
     "task": "audit.tasks.checkpoint_audit_chain",
     "schedule": float(AISPM_AUDIT_CHECKPOINT_SECONDS),
 }
+# Posture checks (approvals.posture): the thresholds a finding opens at.
+AISPM_POSTURE_ALLOW_MIN = env_int("AISPM_POSTURE_ALLOW_MIN", 20, minimum=1)
+AISPM_POSTURE_MAX_ADDRESSES = env_int("AISPM_POSTURE_MAX_ADDRESSES", 3, minimum=1)
+AISPM_POSTURE_REJECTION_PERCENT = env_int("AISPM_POSTURE_REJECTION_PERCENT", 40, minimum=1)
+AISPM_POSTURE_REJECTION_MIN_REVIEWS = env_int("AISPM_POSTURE_REJECTION_MIN_REVIEWS", 10, minimum=1)
+AISPM_POSTURE_MAX_SUPERUSERS = env_int("AISPM_POSTURE_MAX_SUPERUSERS", 2, minimum=1)
+AISPM_POSTURE_QUEUE_MIN_DECISIONS = env_int("AISPM_POSTURE_QUEUE_MIN_DECISIONS", 5, minimum=1)
 AISPM_MAX_BODY_BYTES = 256 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = AISPM_MAX_BODY_BYTES
 

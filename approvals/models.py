@@ -1,6 +1,7 @@
 import uuid
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
@@ -206,3 +207,57 @@ class ReleaseAttempt(models.Model):
 
     def __str__(self):
         return f"{self.decision_id} attempt {self.number}"
+
+
+class Finding(models.Model):
+    """A weakness in the governance configuration that a posture check found.
+
+    A check opens a finding for each subject it flags and resolves it once the subject
+    passes again; see approvals.posture. At most one finding per check and subject is open.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        RESOLVED = "resolved", "Resolved"
+
+    class Severity(models.TextChoices):
+        LOW = "low", "Low"
+        MEDIUM = "medium", "Medium"
+        HIGH = "high", "High"
+        CRITICAL = "critical", "Critical"
+
+    class Question(models.TextChoices):
+        PREVENT = "prevent", "How do you prevent bad decisions?"
+        AUDIT = "audit", "How do you audit actions?"
+        COMPROMISE = "compromise", "How do you prevent compromise?"
+        UPDATE = "update", "How do you update behaviour?"
+
+    check_id = models.CharField(max_length=100)
+    subject = models.CharField(max_length=200)
+    question = models.CharField(max_length=12, choices=Question.choices)
+    severity = models.CharField(max_length=10, choices=Severity.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    title = models.CharField(max_length=300)
+    message = models.TextField(blank=True)
+    evidence = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    fix_url = models.CharField(max_length=500, blank=True)
+    agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.CASCADE, related_name="findings"
+    )
+    opened_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["check_id", "subject"],
+                condition=Q(status="open"),
+                name="finding_one_open_per_subject",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "opened_at"], name="finding_status_opened")]
+
+    def __str__(self):
+        return f"[{self.severity}] {self.check_id} {self.subject} ({self.status})"

@@ -179,3 +179,11 @@ def check_key_ages() -> int:
     from agents.services import key_age_alerts
 
     return len(key_age_alerts())
+
+
+@shared_task(ignore_result=True)
+def run_posture_checks() -> int:
+    """Every 15 minutes: open and resolve posture findings; returns how many are open."""
+    from .posture import posture_run
+
+    return posture_run().open

@@ -467,6 +467,8 @@ class Command(BaseCommand):
         with services.release_enqueue_suppressed():
             created = self._seed_decisions(reviewer=users["reviewer"][0])
         self.stdout.write(self.style.SUCCESS(f"Created {created} demo decisions."))
+        # The posture page shows findings at once, not after beat's first run.
+        call_command("posture_check", stdout=self.stdout)
         self._print_logins(users)
 
     def _demo_users(self) -> dict:
