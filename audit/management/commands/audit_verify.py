@@ -28,8 +28,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, from_id=None, no_seal=False, workers=1, **options):
         if not no_seal:
-            while services.audit_seal():
-                pass
+            services.audit_seal_all()
         started = time.monotonic()
         if from_id is None:
             report = services.chain_verify_parallel(workers=workers)
