@@ -340,6 +340,9 @@ AISPM_REGRESSION_MIN_DECISIONS = env_int("AISPM_REGRESSION_MIN_DECISIONS", 20, m
 # A pending decision that has waited longer than this counts as an SLA breach in the inbox.
 AISPM_REVIEW_SLA_HOURS = env_int("AISPM_REVIEW_SLA_HOURS", 4, minimum=1)
 AISPM_MAX_BODY_BYTES = 256 * 1024
+# The MCP gateway (/mcp/): how long a tool call waits for its release, and for reviewers.
+AISPM_MCP_RELEASE_WAIT_SECONDS = env_int("AISPM_MCP_RELEASE_WAIT_SECONDS", 10, minimum=0)
+AISPM_MCP_REVIEW_WAIT_SECONDS = env_int("AISPM_MCP_REVIEW_WAIT_SECONDS", 0, minimum=0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = AISPM_MAX_BODY_BYTES
 
 REST_FRAMEWORK = {

@@ -73,6 +73,7 @@ def decision_create(
     request_hash: str = "",
     external_ref: str = "",
     anomaly_signals: list = (),
+    channel: str = "api",
 ) -> Decision:
     """Route a proposed action through the agent's active policy and store it.
 
@@ -160,6 +161,7 @@ def decision_create(
                 "required_approvals": route.approvals,
                 "behaviour_version": decision.behaviour_version,
                 "key_id": key.pk if key else None,
+                "channel": channel,
             },
         )
         if status == Decision.Status.APPROVED:
@@ -666,6 +668,7 @@ def _checked_submission(
     idempotency_key: str | None,
     external_ref: str,
     request_hash: str,
+    channel: str = "api",
 ) -> Decision:
     agent = key.agent
     grant = scope.grant_for(agent=agent, action_key=action)
@@ -723,6 +726,7 @@ def _checked_submission(
         request_hash=request_hash,
         external_ref=external_ref,
         anomaly_signals=signals,
+        channel=channel,
     )
     if watched and decision.status == Decision.Status.DENIED:
         signals += anomalies.after_denial(agent=agent, now=now)
@@ -741,6 +745,7 @@ def decision_submit(
     confidence: float | None = None,
     idempotency_key: str | None = None,
     external_ref: str = "",
+    channel: str = "api",
 ) -> Submission:
     """The submission pipeline after authentication and shape validation.
 
@@ -774,6 +779,7 @@ def decision_submit(
             idempotency_key=idempotency_key,
             external_ref=external_ref,
             request_hash=request_hash,
+            channel=channel,
         )
     except IntegrityError:
         # A concurrent submission with the same key committed first.
@@ -793,6 +799,7 @@ def decision_submit(
                         "code": refusal.code,
                         "message": refusal.message,
                         "key_id": key.pk,
+                        "channel": channel,
                     },
                 )
             if refusal.code == "out_of_scope" and agent.anomaly_rules:
