@@ -28,9 +28,11 @@ run: install
 	DEBUG=true $(BIN)/python manage.py migrate --no-input
 	DEBUG=true $(BIN)/python manage.py seed_demo --if-empty
 	@echo "aispm demo: http://$(HOST):$(PORT)/  (log in with one of the logins above)"
+	@echo "MCP gateway: http://$(HOST):$(PORT)/mcp/  (Authorization: Bearer <agent key>)"
 	@DEBUG=true $(BIN)/python manage.py run_periodic & periodic=$$!; \
 		trap 'kill $$periodic 2>/dev/null' EXIT INT TERM; \
-		DEBUG=true $(BIN)/python manage.py runserver $(HOST):$(PORT)
+		DEBUG=true $(BIN)/uvicorn aispm_site.asgi:application --host $(HOST) --port $(PORT) \
+			--no-access-log --timeout-graceful-shutdown 5
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -5,12 +5,21 @@ with uvicorn workers): the MCP transport's task group lives for the process.
 """
 
 import os
+import warnings
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aispm_site.settings")
 
 django_application = get_asgi_application()
+# Under ASGI, Django reads a streamed body (a static file, a CSV export) into memory
+# first, and warns each time. Production serves Django through aispm_site.wsgi and
+# this app for /mcp/ only; `make run` serves both here, where that costs nothing.
+warnings.filterwarnings(
+    "ignore",
+    message="StreamingHttpResponse must consume synchronous iterators",
+    module="django.core.handlers.asgi",
+)
 
 from approvals.api.mcp.server import MCPApp  # noqa: E402  (needs the apps loaded)
 

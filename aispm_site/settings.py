@@ -382,7 +382,11 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # The MCP SDK logs each stateless request at INFO; aispm logs one line per request.
+        "mcp": {"level": "WARNING"},
+    },
 }
 # Celery workers keep this configuration instead of installing their own plain-text handlers.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -55,6 +55,7 @@ class LiveASGI:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        close_django_thread_connections()
 
 
 @asynccontextmanager
@@ -68,3 +69,12 @@ async def mcp_session(url: str, key: str | None, *, timeout: float = 30.0):
     ):
         await session.initialize()
         yield session
+
+
+def close_django_thread_connections() -> None:
+    """Close the database connections of the thread sync_to_async runs Django's ORM on
+    (outside any request), so the test database can be dropped at the end."""
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)

@@ -9,7 +9,7 @@ from mcp.shared.exceptions import MCPError
 
 from agents.models import AgentKey
 from agents.services import agent_key_issue, agent_key_revoke, agent_suspend
-from approvals import services
+from approvals import services, tasks
 from approvals.models import Decision
 from audit.models import AuditEvent
 from tests.factories import (
@@ -33,6 +33,13 @@ def live(django_db_setup, django_db_blocker):
     server = LiveASGI().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def releases_in_process(monkeypatch):
+    """Release on commit, in the server, as the embedded default does, whether or not
+    a broker is configured (the production layout test leaves it to a worker)."""
+    monkeypatch.setattr(tasks.release_decision, "delay", tasks.release_decision.run)
 
 
 @pytest.fixture

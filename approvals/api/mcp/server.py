@@ -1,6 +1,8 @@
 """The MCP server: handlers over the tools and resources, and its ASGI app at /mcp/."""
 
+import logging
 import time
+import uuid
 from contextlib import asynccontextmanager
 
 import anyio
@@ -11,10 +13,13 @@ from mcp.server import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.exceptions import MCPError
 
+from aispm_site.logging import current_request_id
 from approvals.models import Decision
 
 from . import resources, tools
 from .auth import BearerAuth, key_from
+
+log = logging.getLogger("aispm.request")
 
 POLL_FIRST = 0.1
 POLL_MAX = 1.0
@@ -139,4 +144,40 @@ class MCPApp:
             yield
 
     async def __call__(self, scope, receive, send):
-        await self.app(scope, receive, send)
+        """Serve one request and log one line for it, as RequestContextMiddleware does
+        for Django's requests (method, path, status, duration; never headers or bodies)."""
+        request_id = uuid.uuid4().hex
+        current_request_id.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {
+                    **message,
+                    "headers": [
+                        *message.get("headers", ()),
+                        (b"x-request-id", request_id.encode()),
+                    ],
+                }
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            method, path = scope.get("method", ""), scope.get("path", "")
+            log.info(
+                "%s %s %s",
+                method,
+                path,
+                status,
+                extra={
+                    "method": method,
+                    "path": path,
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                },
+            )
+            current_request_id.set(None)
