@@ -211,8 +211,9 @@ def _release_line(decision: Decision) -> str:
     result = decision.release_result or {}
     code = result.get("status_code")
     excerpt = (result.get("excerpt") or result.get("error") or "")[:EXCERPT_CHARS]
-    answer = f"status {code}" if code is not None else "no status code"
-    return f"connector answered ({answer}): {excerpt}".rstrip(": ")
+    if code is None:
+        return f"connector: {excerpt}" if excerpt else "connector done"
+    return f"connector answered {code}: {excerpt}".rstrip(": ")
 
 
 def _edited(decision: Decision) -> str:
