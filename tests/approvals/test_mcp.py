@@ -6,8 +6,9 @@ import httpx
 import pytest
 from asgiref.sync import sync_to_async
 from mcp.shared.exceptions import MCPError
+from rest_framework.test import APIClient
 
-from agents.models import AgentKey
+from agents.models import AgentKey, Alert
 from agents.services import agent_key_issue, agent_key_revoke, agent_suspend
 from approvals import services, tasks
 from approvals.models import Decision
@@ -319,6 +320,30 @@ def test_two_agents_never_see_each_others_tools_or_decisions(mcp_url, key, payme
     assert status.is_error and status.structured_content["error"]["code"] == "not_found"
     assert cancel.is_error and cancel.structured_content["error"]["code"] == "not_found"
     assert Decision.objects.get(pk=mine["id"]).status == "pending"
+
+
+def test_a_key_used_from_a_new_address_over_mcp_is_flagged(mcp_url, key, bot):
+    bot.anomaly_rules = [{"rule": "new_ip", "action": "alert"}]
+    bot.save()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    client.get("/api/v1/behaviour/", REMOTE_ADDR="10.0.0.1")  # the baseline address
+    assert not Alert.objects.filter(kind="anomaly.new_ip").exists()
+    call(mcp_url, key, "payment.transfer", pay(20))  # from 127.0.0.1
+    [alert] = Alert.objects.filter(kind="anomaly.new_ip")
+    assert "127.0.0.1" in alert.message
+
+
+def test_the_pending_decision_can_be_read_after_a_reviewer_approves(mcp_url, key):
+    pending = call(mcp_url, key, "payment.transfer", pay(5000)).structured_content
+    decision = Decision.objects.get(pk=pending["id"])
+    for name in ("ann", "bob"):
+        services.decision_approve(
+            decision=Decision.objects.get(pk=decision.pk), reviewer=reviewer(username=name)
+        )
+    status = call(mcp_url, key, "aispm.decision_status", {"decision_id": pending["id"]})
+    assert status.structured_content["status"] == "released"
+    assert [r["reviewer"] for r in status.structured_content["reviews"]] == ["ann", "bob"]
 
 
 @pytest.mark.parametrize("header", [None, "Bearer nonsense", "Basic abc"])

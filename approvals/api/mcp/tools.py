@@ -110,7 +110,9 @@ def _screen(value) -> None:
     stack = [(value, 0)]
     while stack:
         item, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
+        # The arguments object is one level above params and evidence, where the REST
+        # API starts counting.
+        if depth > MAX_JSON_DEPTH + 1:
             raise ToolError(
                 "invalid", f"The arguments are nested more than {MAX_JSON_DEPTH} levels."
             )
