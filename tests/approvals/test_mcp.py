@@ -359,6 +359,20 @@ def test_a_missing_or_bad_key_gets_401_with_www_authenticate(mcp_url, db, header
     assert response.json()["error"]["code"] == "unauthenticated"
 
 
+def test_a_host_outside_allowed_hosts_is_refused_before_auth(mcp_url, key):
+    response = httpx.post(
+        mcp_url,
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={
+            "Authorization": f"Bearer {key}",
+            "Host": "rebound.example",
+            "Accept": "application/json, text/event-stream",
+        },
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "The Host header is not allowed."
+
+
 def test_resources_and_prompt_give_behaviour_and_feedback(mcp_url, key, bot, settings):
     settings.AISPM_MCP_REVIEW_WAIT_SECONDS = 0
     decision = call(mcp_url, key, "payment.transfer", pay(5000)).structured_content
