@@ -714,7 +714,7 @@ def apply_governance(
                 lines += _apply_action_type(spec, actor=actor, dry_run=dry_run)
             for spec in data.get("agents") or []:
                 lines += _apply_agent(spec, actor=actor, source=Path(source).name, dry_run=dry_run)
-        except ValueError as exc:
+        except services.AgentsRefusal as exc:
             raise GovernanceInvalid([f"{prefix}{exc}"]) from None
         if dry_run:
             transaction.set_rollback(True)

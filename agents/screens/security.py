@@ -271,7 +271,7 @@ def key_rotate(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
                 issued = agent_services.agent_key_rotate(
                     key=key, actor=request.user, overlap_hours=form.cleaned_data["overlap_hours"]
                 )
-            except ValueError as exc:
+            except agent_services.AgentsRefusal as exc:
                 form.add_error(None, str(exc))
                 status = 409
             else:
@@ -380,7 +380,7 @@ def _apply_grant(request, form: GrantForm, *, agent: Agent, action_type: ActionT
             constraint=form.cleaned_data["constraint"],
             actor=request.user,
         )
-    except ValueError as exc:
+    except agent_services.AgentsRefusal as exc:
         form.add_error("constraint", str(exc))
         return None
 

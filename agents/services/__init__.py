@@ -2,7 +2,7 @@
 event in the same transaction. Import from here: the modules are an implementation
 detail."""
 
-from ._common import ActionTypeApplied, Applied
+from ._common import ActionTypeApplied, AgentsRefusal, Applied
 from .alerts import alert_acknowledge, alert_raise
 from .anomalies import address_seen, anomaly_rules_set, new_ip_respond
 from .behaviour import behaviour_content_hash, behaviour_version_activate, behaviour_version_create
@@ -13,6 +13,7 @@ from .registry import action_type_apply, agent_apply, agent_callback_secret_ensu
 
 __all__ = [
     "ActionTypeApplied",
+    "AgentsRefusal",
     "Applied",
     "IssuedKey",
     "action_type_apply",

@@ -1,4 +1,5 @@
-"""What the agents services share: the result of a declarative write, and actor helpers."""
+"""What the agents services share: their refusal, the result of a declarative write,
+and actor helpers."""
 
 from dataclasses import dataclass
 from typing import Any
@@ -7,6 +8,11 @@ from django.conf import settings as django_settings
 from django.db.models import F
 
 from ..models import ActionType, Agent
+
+
+class AgentsRefusal(Exception):
+    """An agents service refused the change; the message says why, in words for the
+    person who asked (views show it as a form error)."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from audit.services import audit_record
 
 from ..models import ActionType, Agent, BehaviourVersion
 from ..policy_rules import validate_policy
-from ._common import _user_or_none
+from ._common import AgentsRefusal, _user_or_none
 
 
 def behaviour_content_hash(*, instructions: str, settings: dict, policy: list) -> str:
@@ -39,7 +39,7 @@ def behaviour_version_create(
     irreversible_actions = dict(ActionType.objects.values_list("key", "irreversible"))
     problems = validate_policy(policy, irreversible_actions=irreversible_actions)
     if problems:
-        raise ValueError("; ".join(str(problem) for problem in problems))
+        raise AgentsRefusal("; ".join(str(problem) for problem in problems))
     with transaction.atomic():
         # Locking the agent serialises version numbering for it.
         Agent.objects.select_for_update().filter(pk=agent.pk).first()

@@ -7,7 +7,7 @@ from audit.services import audit_record
 
 from ..models import ActionType, Agent, Grant
 from ..policy_rules import validate_constraint
-from ._common import Applied, _bump_scope
+from ._common import AgentsRefusal, Applied, _bump_scope
 
 
 def grant_apply(
@@ -22,9 +22,9 @@ def grant_apply(
     constraint = constraint or ""
     problems = validate_constraint(constraint)
     if problems:
-        raise ValueError("; ".join(str(problem) for problem in problems))
+        raise AgentsRefusal("; ".join(str(problem) for problem in problems))
     if limit_per_hour is not None and limit_per_hour < 1:
-        raise ValueError("limit_per_hour must be at least 1, or None for no limit")
+        raise AgentsRefusal("limit_per_hour must be at least 1, or None for no limit")
     now = timezone.now()
     scope = {"agent": agent.slug, "action": action_type.key}
     with transaction.atomic():

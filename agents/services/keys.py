@@ -11,7 +11,7 @@ from audit.services import audit_record
 
 from .. import keys
 from ..models import Agent, AgentKey, Alert
-from ._common import _user_or_none
+from ._common import AgentsRefusal, _user_or_none
 from .alerts import alert_raise
 
 
@@ -66,7 +66,7 @@ def agent_key_rotate(
     with transaction.atomic():
         old = AgentKey.objects.select_for_update().get(pk=key.pk)
         if old.revoked_at is not None and old.revoked_at <= timezone.now():
-            raise ValueError("This key is already revoked; issue a new one instead.")
+            raise AgentsRefusal("This key is already revoked; issue a new one instead.")
         issued = agent_key_issue(
             agent=old.agent, issued_by=actor, expires_in_days=expires_in_days, label=old.label
         )

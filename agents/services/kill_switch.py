@@ -6,14 +6,14 @@ from django.utils import timezone
 from audit.services import audit_record
 
 from ..models import Agent, GlobalStop
-from ._common import _user_or_none
+from ._common import AgentsRefusal, _user_or_none
 
 
 def global_stop_set(*, engaged: bool, reason: str, actor) -> GlobalStop:
     """Engage or lift the global stop. While engaged, nothing is released."""
     reason = (reason or "").strip()
     if engaged and not reason:
-        raise ValueError("Say why the global stop is engaged.")
+        raise AgentsRefusal("Say why the global stop is engaged.")
     with transaction.atomic():
         stop, _ = GlobalStop.objects.select_for_update().get_or_create(pk=1)
         stop.engaged = engaged
@@ -35,7 +35,7 @@ def agent_suspend(*, agent: Agent, actor: Any = None, reason: str) -> Agent:
     pending decisions are frozen."""
     reason = (reason or "").strip()
     if not reason:
-        raise ValueError("Say why the agent is suspended.")
+        raise AgentsRefusal("Say why the agent is suspended.")
     with transaction.atomic():
         agent = Agent.objects.select_for_update().get(pk=agent.pk)
         if agent.status == Agent.Status.SUSPENDED:

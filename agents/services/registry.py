@@ -10,7 +10,7 @@ from audit.services import audit_record
 
 from .. import crypto
 from ..models import ActionType, Agent, Outcome
-from ._common import ActionTypeApplied, Applied, _bump_scope, _username
+from ._common import ActionTypeApplied, AgentsRefusal, Applied, _bump_scope, _username
 
 
 def _same_secret(token: str, secret: str) -> bool:
@@ -41,15 +41,19 @@ def action_type_apply(
     already stores, or gets a generated one, returned once in `generated_secret`.
     """
     if irreversible and default_outcome == Outcome.ALLOW:
-        raise ValueError(f"{key}: allow is not permitted as the default of an irreversible action")
+        raise AgentsRefusal(
+            f"{key}: allow is not permitted as the default of an irreversible action"
+        )
     connector_config = dict(connector_config or {})
     stores_secret = connector_type == ActionType.Connector.WEBHOOK and not connector_config.get(
         "secret_env"
     )
     if connector_secret and not stores_secret:
-        raise ValueError(f"{key}: only a webhook connector without secret_env stores a secret")
+        raise AgentsRefusal(f"{key}: only a webhook connector without secret_env stores a secret")
     if connector_secret and not crypto.is_webhook_secret(connector_secret):
-        raise ValueError(f"{key}: the connector secret must be a whsec_ Standard Webhooks secret")
+        raise AgentsRefusal(
+            f"{key}: the connector secret must be a whsec_ Standard Webhooks secret"
+        )
     wanted = {
         "name": name,
         "summary_template": summary_template,
