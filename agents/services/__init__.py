@@ -8,7 +8,7 @@ from .anomalies import address_seen, anomaly_rules_set, new_ip_respond
 from .behaviour import behaviour_content_hash, behaviour_version_activate, behaviour_version_create
 from .grants import grant_apply, grant_remove
 from .keys import IssuedKey, agent_key_issue, agent_key_revoke, agent_key_rotate, key_age_alerts
-from .kill_switch import agent_resume, agent_suspend, global_stop_set
+from .kill_switch import agent_force_review, agent_resume, agent_suspend, global_stop_set
 from .registry import action_type_apply, agent_apply, agent_callback_secret_ensure
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "address_seen",
     "agent_apply",
     "agent_callback_secret_ensure",
+    "agent_force_review",
     "agent_key_issue",
     "agent_key_revoke",
     "agent_key_rotate",

@@ -8,7 +8,7 @@ from audit.services import audit_record
 
 from ..models import ActionType, Agent, Alert, SeenAddress
 from .alerts import alert_raise
-from .kill_switch import agent_suspend
+from .kill_switch import agent_force_review, agent_suspend
 
 
 def address_seen(*, agent: Agent, ip: str | None) -> bool:
@@ -39,9 +39,10 @@ def new_ip_respond(*, agent: Agent, ip: str, rule: dict) -> None:
         if rule["action"] == "suspend":
             agent_suspend(agent=agent, reason=f"Anomaly new_ip: a key was used from {ip}.")
         elif rule["action"] == "force_review":
-            Agent.objects.filter(pk=agent.pk).update(
-                force_review_until=timezone.now() + timedelta(hours=1),
-                force_review_reason=f"A key was used from a new address, {ip}.",
+            agent_force_review(
+                agent=agent,
+                until=timezone.now() + timedelta(hours=1),
+                reason=f"A key was used from a new address, {ip}.",
             )
 
 

@@ -1,3 +1,4 @@
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -58,4 +59,22 @@ def agent_resume(*, agent: Agent, actor: Any = None, reason: str = "") -> Agent:
         agent.updated_at = timezone.now()
         agent.save(update_fields=["status", "suspended_reason", "updated_at"])
         audit_record(event="agent.resumed", actor=actor, target=agent, data={"reason": reason})
+    return agent
+
+
+def agent_force_review(*, agent: Agent, until: datetime, reason: str, actor: Any = None) -> Agent:
+    """Until `until`, nothing of this agent is auto-allowed: policy allows go to review."""
+    with transaction.atomic():
+        agent = Agent.objects.select_for_update().get(pk=agent.pk)
+        if agent.force_review_until == until and agent.force_review_reason == reason:
+            return agent
+        agent.force_review_until = until
+        agent.force_review_reason = reason
+        agent.save(update_fields=["force_review_until", "force_review_reason"])
+        audit_record(
+            event="agent.review_forced",
+            actor=actor,
+            target=agent,
+            data={"until": until, "reason": reason},
+        )
     return agent
