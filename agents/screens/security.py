@@ -183,22 +183,19 @@ class GlobalStopForm(hostile.Form):
 @dataclass(frozen=True)
 class KeyRow:
     key: AgentKey
-    state: str  # active | rotating | revoked | expired
-    until: datetime | None
+    state: AgentKey.State
+    until: datetime | None  # when the state ends, or when it began for a stopped key
 
     @property
     def usable(self) -> bool:
-        return self.state in ("active", "rotating")
+        return self.state.usable
 
 
 def _key_row(key: AgentKey, now: datetime) -> KeyRow:
-    if key.revoked_at is not None and key.revoked_at <= now:
-        return KeyRow(key, "revoked", key.revoked_at)
-    if key.expires_at is not None and key.expires_at <= now:
-        return KeyRow(key, "expired", key.expires_at)
-    if key.revoked_at is not None:
-        return KeyRow(key, "rotating", key.revoked_at)
-    return KeyRow(key, "active", key.expires_at)
+    state = key.state_at(now)
+    if state in (AgentKey.State.REVOKED, AgentKey.State.ROTATING):
+        return KeyRow(key, state, key.revoked_at)
+    return KeyRow(key, state, key.expires_at)
 
 
 def _render_keys(request, agent: Agent, *, issue_form=None, status: int = 200) -> HttpResponse:
@@ -294,7 +291,7 @@ def key_revoke(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
     key = _key_or_404(agent, key_id)
     row = _key_row(key, timezone.now())
     form = KeyRevokeForm(request.POST or None)
-    if request.method == "POST" and row.state == "revoked":
+    if request.method == "POST" and row.state == AgentKey.State.REVOKED:
         messages.info(request, f"Key {key.prefix}… was already revoked.")
         return redirect(reverse("security:keys", args=[agent.slug]))
     if request.method == "POST" and form.is_valid():

@@ -65,7 +65,7 @@ def agent_key_rotate(
     )
     with transaction.atomic():
         old = AgentKey.objects.select_for_update().get(pk=key.pk)
-        if old.revoked_at is not None and old.revoked_at <= timezone.now():
+        if old.state_at(timezone.now()) == AgentKey.State.REVOKED:
             raise AgentsRefusal("This key is already revoked; issue a new one instead.")
         issued = agent_key_issue(
             agent=old.agent, issued_by=actor, expires_in_days=expires_in_days, label=old.label
@@ -88,7 +88,7 @@ def agent_key_revoke(*, key: AgentKey, actor: Any = None, reason: str = "") -> A
     with transaction.atomic():
         key = AgentKey.objects.select_for_update().get(pk=key.pk)
         now = timezone.now()
-        if key.revoked_at is not None and key.revoked_at <= now:
+        if key.state_at(now) == AgentKey.State.REVOKED:
             return key
         key.revoked_at = now
         key.save(update_fields=["revoked_at"])
