@@ -11,7 +11,8 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
+from jsonschema import exceptions as jsonschema_exceptions
 from jsonschema.exceptions import SchemaError
 
 from aispm_site import hostile
@@ -19,7 +20,7 @@ from aispm_site import hostile
 from .. import crypto
 from ..anomaly_rules import validate_anomaly_rules
 from ..models import ActionType, Outcome, Risk
-from ..params_schema import schema_problem
+from ..params_schema import ecma_search, schema_problem
 from ..policy_rules import validate_constraint, validate_policy
 
 _TEXT = {"type": "string", "minLength": 1}
@@ -137,7 +138,15 @@ FILE_SCHEMA = {
         },
     },
 }
-_FILE_VALIDATOR = Draft202012Validator(FILE_SCHEMA)
+
+
+def _ecma_pattern(validator, pattern, instance, schema):
+    # Python's re would let `$` match before a trailing line break: "sdr-agent\n" passed.
+    if validator.is_type(instance, "string") and not ecma_search(pattern, instance):
+        yield jsonschema_exceptions.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_FILE_VALIDATOR = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})(FILE_SCHEMA)
 
 _TYPE_WORDS = {
     "string": "text",
@@ -166,7 +175,7 @@ def _path(prefix: str, parts) -> str:
     for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif isinstance(part, str) and re.match(r"^[A-Za-z_][A-Za-z0-9_-]*$", part):
+        elif isinstance(part, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", part):
             out += f".{part}" if out else part
         else:
             out += f"[{part!r}]"
