@@ -120,18 +120,23 @@ def version_new(request: HttpRequest, slug: str) -> HttpResponse:
                     days=dry_form.cleaned_data["days"],
                 )
         elif form.is_valid():
-            version = agent_services.behaviour_version_create(
-                agent=agent,
-                instructions=form.cleaned_data["instructions"],
-                settings=form.cleaned_data["settings"],
-                policy=form.cleaned_data["policy"],
-                note=form.cleaned_data["note"],
-                actor=request.user,
-            )
-            messages.success(
-                request, f"Saved v{version.number}. Review the change, then activate it."
-            )
-            return redirect(reverse("agents:activate", args=[agent.slug, version.number]))
+            try:
+                version = agent_services.behaviour_version_create(
+                    agent=agent,
+                    instructions=form.cleaned_data["instructions"],
+                    settings=form.cleaned_data["settings"],
+                    policy=form.cleaned_data["policy"],
+                    note=form.cleaned_data["note"],
+                    actor=request.user,
+                )
+            except agent_services.AgentsRefusal as exc:
+                # The policy was checked by the form; an action type may have changed since.
+                form.add_error("policy", str(exc))
+            else:
+                messages.success(
+                    request, f"Saved v{version.number}. Review the change, then activate it."
+                )
+                return redirect(reverse("agents:activate", args=[agent.slug, version.number]))
     else:
         form = BehaviourVersionForm(
             initial={

@@ -101,3 +101,20 @@ def test_a_bug_in_a_service_is_not_shown_as_a_form_error(client, agent, monkeypa
     monkeypatch.setattr(services, "agent_key_rotate", broken)
     with pytest.raises(ValueError, match="not a refusal"):
         client.post(f"/security/agents/{agent.slug}/keys/{key.pk}/rotate/", {"overlap_hours": 1})
+
+
+def test_a_refused_behaviour_version_is_shown_on_the_policy_field(client, agent, monkeypatch):
+    client.force_login(agent_admin(username="ada"))
+
+    def refuse(**kwargs):
+        raise AgentsRefusal("email.send became irreversible; allow is not permitted.")
+
+    monkeypatch.setattr(services, "behaviour_version_create", refuse)
+    response = client.post(
+        f"/agents/{agent.slug}/versions/new/",
+        {"instructions": "", "settings": "{}", "policy": "[]", "note": "Try."},
+    )
+
+    assert response.status_code == 400
+    assert "email.send became irreversible" in response.content.decode()
+    assert not agent.behaviour_versions.exists()
