@@ -173,6 +173,8 @@ MIDDLEWARE = [
     "aispm_site.middleware.RequestContextMiddleware",
     "aispm_site.middleware.RefuseHostileInputMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # The agent API leaves here for AISPM_API_MIDDLEWARE; everything below is for people.
+    "aispm_site.middleware.ApiFastPathMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -184,6 +186,15 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     # Last, as django-axes requires: it turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
+]
+
+# Agents authenticate with a key on every request: no session, messages, CSRF,
+# htmx or login throttling, only the middleware that sets response headers.
+AISPM_API_PREFIX = "/api/v1/"
+AISPM_API_MIDDLEWARE = [
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "aispm_site.urls"
