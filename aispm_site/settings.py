@@ -69,7 +69,13 @@ def env_database(name: str) -> dict:
             f"(got scheme {scheme!r})."
         )
     try:
-        config = dj_database_url.parse(raw, conn_max_age=600)
+        # Persistent connections: each gunicorn worker or Celery process keeps one
+        # connection for up to DATABASE_CONN_MAX_AGE seconds instead of opening one a
+        # request (0 closes it after each request). A sync worker serves one request at
+        # a time, so a pool per process would hold the same single connection.
+        config = dj_database_url.parse(
+            raw, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 600, minimum=0)
+        )
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name} is not a valid database URL: {exc}") from None
     if not config.get("NAME"):
