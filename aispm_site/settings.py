@@ -322,6 +322,11 @@ CELERY_TASK_TIME_LIMIT = 60
 # a task that is still running.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
 CELERY_TIMEZONE = "UTC"
+# Celery's Django fixup closes every database connection before and after each task
+# unless told to reuse them: a new PostgreSQL connection for every release. Reuse it as
+# web requests do (DATABASE_CONN_MAX_AGE); aispm_site.celery closes a broken or expired
+# one before each task, and the fixup still closes all every CELERY_DB_REUSE_MAX tasks.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000, minimum=0)
 # Publishing must not hang a request while the broker is down: fail fast, and let
 # the release sweeper enqueue what was missed.
 CELERY_TASK_PUBLISH_RETRY = False
