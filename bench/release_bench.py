@@ -64,6 +64,7 @@ WARMUP = int(os.environ.get("WARMUP", "10"))
 THROUGHPUT_N = int(os.environ.get("THROUGHPUT_N", "2000"))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 CONCURRENCY = int(os.environ.get("CONCURRENCY", "2"))
+POOL = os.environ.get("POOL", "prefork")  # or threads, for I/O-bound releases
 TIMEOUT = float(os.environ.get("TIMEOUT", "900"))
 MIXED_RATE = float(os.environ.get("MIXED_RATE", "200"))
 MIXED_SECONDS = float(os.environ.get("MIXED_SECONDS", "60"))
@@ -122,7 +123,7 @@ class Worker:
         self.popen = subprocess.Popen(
             [
                 *(sys.executable, "-m", "celery", "-A", "aispm_site", "worker", "-l", "warning"),
-                *("--pool", "prefork", "--concurrency", str(concurrency), "-n", self.nodename),
+                *("--pool", POOL, "--concurrency", str(concurrency), "-n", self.nodename),
                 *("--include", "bench.release_floor"),
                 *("--without-mingle", "--without-gossip", "--without-heartbeat"),
             ],
@@ -413,7 +414,7 @@ def main():
     p50, p95 = statistics.median(lat), percentile(lat, 95)
     db = settings.DATABASES["default"]["NAME"]
     print(f"release benchmark: PostgreSQL {db}, broker {settings.CELERY_BROKER_URL},")
-    print(f"  1 worker, --pool prefork --concurrency {CONCURRENCY}, loopback keep-alive receiver")
+    print(f"  1 worker, --pool {POOL} --concurrency {CONCURRENCY}, loopback keep-alive receiver")
     print()
     print(f"(a) approve returned -> receiver read the request, {LATENCY_N} decisions one by one")
     print(f"    {'':24}{'p50':>9}{'p95':>9}{'max':>9}{'mean':>9}")
@@ -480,7 +481,7 @@ def main():
     print(
         f"summary: release {time.strftime('%Y-%m-%d', time.gmtime())} commit {commit}:"
         f" aispm {aispm_rate:.1f}/s, floor {floor_rate:.1f}/s, ratio {ratio:.3f}"
-        f" (median of {ROUNDS} x {THROUGHPUT_N}, prefork {CONCURRENCY});"
+        f" (median of {ROUNDS} x {THROUGHPUT_N}, {POOL} {CONCURRENCY});"
         f" queries/release {c['aispm']} vs {c['floor']}; approve->receiver p50 {p50:.0f} ms"
         f" p95 {p95:.0f} ms{mixed}; load {load_before:.1f}->{load_after:.1f}"
         f" on {os.cpu_count()} cores"
