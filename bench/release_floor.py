@@ -11,6 +11,7 @@ audit, no policy re-check, no attempt history: those are what aispm adds.
 import http.client
 import json
 import os
+import threading
 import time
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -35,13 +36,15 @@ RECORD = (
     f"update {TABLE} set status = %s, result = %s, lease_until = null,"
     " released_at = case when %s then now() end where id = %s"
 )
-_connections: dict[tuple, http.client.HTTPConnection] = {}
-os.register_at_fork(after_in_child=_connections.clear)
+# One kept-alive connection per target for each process (prefork) or thread (threads).
+_local = threading.local()
+os.register_at_fork(after_in_child=lambda: _local.__dict__.clear())
 
 
 def _post(url: str, body: bytes, headers: dict) -> tuple[int, bytes]:
     parts = urlsplit(url)
     key = (parts.hostname, parts.port)
+    _connections = _local.__dict__.setdefault("connections", {})
     for attempt in (1, 2):
         conn = _connections.get(key)
         if conn is None:
