@@ -388,6 +388,9 @@ def mixed_load(agent, key_obj, action) -> dict:
 
 
 def main():
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
     with connection.cursor() as cursor:
         cursor.execute(release_floor.CREATE)
@@ -468,9 +471,6 @@ def main():
         print()
         print("py-spy, the worker during aispm's throughput rounds:")
         print(summary.rstrip())
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
     mixed = (
         f"; mixed {d['rate']:.0f}/s x {MIXED_SECONDS:.0f} s: backlog at stop {d['at_stop']},"
         f" peak {d['peak']}, drained in {d['drain_s']:.1f} s"
