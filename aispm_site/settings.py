@@ -70,7 +70,13 @@ def env_database(name: str) -> dict:
             f"(got scheme {scheme!r})."
         )
     try:
-        config = dj_database_url.parse(raw, conn_max_age=600)
+        # Persistent connections: each gunicorn worker or Celery process keeps one
+        # connection for up to DATABASE_CONN_MAX_AGE seconds instead of opening one a
+        # request (0 closes it after each request). A sync worker serves one request at
+        # a time, so a pool per process would hold the same single connection.
+        config = dj_database_url.parse(
+            raw, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 600, minimum=0)
+        )
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name} is not a valid database URL: {exc}") from None
     if not config.get("NAME"):
@@ -220,6 +226,8 @@ MIDDLEWARE = [
     "aispm_site.middleware.RequestContextMiddleware",
     "aispm_site.middleware.RefuseHostileInputMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # The agent API leaves here for AISPM_API_MIDDLEWARE; everything below is for people.
+    "aispm_site.middleware.ApiFastPathMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -231,6 +239,15 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     # Last, as django-axes requires: it turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
+]
+
+# Agents authenticate with a key on every request: no session, messages, CSRF,
+# htmx or login throttling, only the middleware that sets response headers.
+AISPM_API_PREFIX = "/api/v1/"
+AISPM_API_MIDDLEWARE = [
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "aispm_site.urls"
@@ -352,6 +369,11 @@ CELERY_TASK_TIME_LIMIT = 60
 # a task that is still running.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
 CELERY_TIMEZONE = "UTC"
+# Celery's Django fixup closes every database connection before and after each task
+# unless told to reuse them: a new PostgreSQL connection for every release. Reuse it as
+# web requests do (DATABASE_CONN_MAX_AGE); aispm_site.celery closes a broken or expired
+# one before each task, and the fixup still closes all every CELERY_DB_REUSE_MAX tasks.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000, minimum=0)
 # Publishing must not hang a request while the broker is down: fail fast, and let
 # the release sweeper enqueue what was missed.
 CELERY_TASK_PUBLISH_RETRY = False
@@ -441,7 +463,8 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "approvals.api.errors.exception_handler",
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # orjson, with DRF's renderer as the fallback for what it would write differently.
+    "DEFAULT_RENDERER_CLASSES": ["approvals.api.fast_json.FastJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
 }
 SPECTACULAR_SETTINGS = {
