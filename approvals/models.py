@@ -206,3 +206,6 @@ class ReleaseAttempt(models.Model):
 
     def __str__(self):
         return f"{self.decision_id} attempt {self.number}"
+
+
+from .passkey_models import Passkey, ReviewSignature  # noqa: E402,F401 - registered with this app
