@@ -421,6 +421,14 @@ AISPM_REGRESSION_MARGIN = env_int("AISPM_REGRESSION_MARGIN_PERCENT", 15, minimum
 AISPM_REGRESSION_MIN_DECISIONS = env_int("AISPM_REGRESSION_MIN_DECISIONS", 20, minimum=1)
 # A pending decision that has waited longer than this counts as an SLA breach in the inbox.
 AISPM_REVIEW_SLA_HOURS = env_int("AISPM_REVIEW_SLA_HOURS", 4, minimum=1)
+# Step-up: decisions of this risk or higher need a passkey-signed approval even when
+# their policy rule does not say `step_up: passkey` (empty: only rules that say so).
+AISPM_STEP_UP_DEFAULT_RISK = env_choice(
+    "AISPM_STEP_UP_DEFAULT_RISK", "", choices={"", "low", "medium", "high", "critical"}
+)
+# WebAuthn relying party; by default the host and origin the browser used.
+AISPM_WEBAUTHN_RP_ID = env_str("AISPM_WEBAUTHN_RP_ID")
+AISPM_WEBAUTHN_ORIGIN = env_url("AISPM_WEBAUTHN_ORIGIN").rstrip("/")
 AISPM_MAX_BODY_BYTES = 256 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = AISPM_MAX_BODY_BYTES
 

@@ -31,7 +31,7 @@ from agents.services import alert_raise
 from agents.summary import render_summary
 from audit.services import audit_record
 
-from . import anomalies, policy, ratelimit, scope
+from . import anomalies, passkeys, policy, ratelimit, scope
 from .models import Decision, ReleaseAttempt, Review
 
 log = logging.getLogger(__name__)
@@ -371,8 +371,13 @@ def decision_approve(
     comment: str = "",
     approved_params: dict | None = None,
     expected_params_hash: str | None = None,
+    assertion: str | None = None,
+    relying_party: passkeys.RelyingParty | None = None,
 ) -> Decision:
     """Record one approval; the decision is approved once enough distinct people agree.
+
+    A step-up decision (passkeys.step_up_required) needs `assertion`, a WebAuthn
+    assertion over the statement of this approval, checked for `relying_party`.
 
     `approved_params` is set when the reviewer edited the params before approving.
     `expected_params_hash` is params_fingerprint() of the params the reviewer was
@@ -391,6 +396,8 @@ def decision_approve(
             comment=comment,
             approved_params=approved_params,
             expected_params_hash=expected_params_hash,
+            assertion=assertion,
+            relying_party=relying_party,
         )
     except EditRefused as refusal:
         decision_edit_refuse(
@@ -444,6 +451,8 @@ def _approve_locked(
     comment: str,
     approved_params: dict | None,
     expected_params_hash: str | None,
+    assertion: str | None = None,
+    relying_party: passkeys.RelyingParty | None = None,
 ) -> Decision:
     with transaction.atomic():
         decision = Decision.objects.select_for_update().get(pk=decision.pk)
@@ -458,6 +467,9 @@ def _approve_locked(
         edited = approved_params is not None and approved_params != current
         now = timezone.now()
         gate = _edit_route(decision=decision, params=approved_params, now=now) if edited else None
+        signed = _step_up(
+            decision, approved_params if edited else current, reviewer, assertion, relying_party
+        )
         try:
             with transaction.atomic():
                 review = Review.objects.create(
@@ -470,6 +482,8 @@ def _approve_locked(
                 )
         except IntegrityError:
             raise ReviewNotAllowed("You have already reviewed this decision.") from None
+        if signed is not None:
+            passkeys.review_signature_attach(review=review, signed=signed)
         if gate is not None and gate.proposal:
             return _propose_edit(decision=decision, review=review, gate=gate, now=now)
         approvals = len(approvals_for_current_params(decision.reviews.all()))
@@ -484,6 +498,8 @@ def _approve_locked(
                 "params_after": review.params_after,
                 "approvals": approvals,
                 "required_approvals": decision.required_approvals,
+                "signed": signed is not None,
+                **({"signature": signed.audit_data()} if signed else {}),
             },
         )
         if edited:
@@ -515,6 +531,27 @@ def _approve_locked(
         _enqueue_release(decision)
         _notify(decision, "approved")
     return decision
+
+
+class StepUpRequired(ReviewNotAllowed):
+    """A step-up decision approved without a valid passkey assertion for this approval."""
+
+
+def _step_up(decision, params, reviewer, assertion, relying_party):
+    if not passkeys.step_up_required(decision):
+        return None
+    if relying_party is None:
+        raise StepUpRequired("This decision needs an approval signed with a passkey.")
+    try:
+        return passkeys.step_up_verify(
+            decision=decision,
+            params=params,
+            reviewer=reviewer,
+            assertion=assertion,
+            rp=relying_party,
+        )
+    except passkeys.PasskeyRefused as refusal:
+        raise StepUpRequired(str(refusal)) from None
 
 
 def _propose_edit(*, decision: Decision, review: Review, gate: EditRoute, now) -> Decision:
