@@ -17,6 +17,8 @@ REJECT_TAGS = [
 class ApproveForm(forms.Form):
     params_hash = forms.CharField(max_length=64, widget=forms.HiddenInput)
     comment = forms.CharField(required=False, max_length=2000, widget=forms.Textarea)
+    # A WebAuthn assertion, for decisions that need a passkey-signed approval.
+    assertion = forms.CharField(required=False, max_length=64 * 1024, strip=False)
 
 
 class RejectForm(forms.Form):
