@@ -3,7 +3,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from audit import services
+from audit import services, verifiers
 
 
 class Command(BaseCommand):
@@ -26,7 +26,14 @@ class Command(BaseCommand):
             help="processes verifying seq ranges in parallel (PostgreSQL; default: CPUs)",
         )
 
-    def handle(self, *args, from_id=None, no_seal=False, workers=1, **options):
+        parser.add_argument(
+            "--approvals",
+            action="store_true",
+            help="also re-derive each passkey-signed approval's challenge and check its "
+            "signature; exits 1 naming every approval that does not match",
+        )
+
+    def handle(self, *args, from_id=None, no_seal=False, workers=1, approvals=False, **options):
         if not no_seal:
             while services.audit_seal():
                 pass
@@ -48,3 +55,13 @@ class Command(BaseCommand):
             f"head {report.head_hash or '(empty)'} (seq {report.head_seq}); "
             f"{rate:,.0f} events/s"
         )
+        if approvals:
+            self._verify_approvals()
+
+    def _verify_approvals(self):
+        checked, problems = verifiers.verifier_run("approvals")
+        for problem in problems:
+            self.stderr.write(f"signed approval does not verify: {problem}")
+        if problems:
+            raise CommandError(f"{len(problems)} of {checked} signed approvals do not verify")
+        self.stdout.write(f"signed approvals verified: {checked}")
