@@ -23,6 +23,7 @@ from django.core.exceptions import SuspiciousOperation
 from django.db import transaction
 from django.http import Http404, HttpResponseRedirect
 from django.urls import reverse
+from django_htmx.http import HttpResponseClientRefresh
 from mozilla_django_oidc import auth as oidc_auth
 from mozilla_django_oidc import middleware as oidc_middleware
 from mozilla_django_oidc import views as oidc_views
@@ -291,12 +292,17 @@ class SessionRefresh(oidc_middleware.SessionRefresh):
 
     def process_request(self, request):
         try:
-            return super().process_request(request)
+            response = super().process_request(request)
         except ProviderError as exc:
             # Fail closed: a session that cannot be renewed ends.
             logger.warning("session renewal failed: %s", exc)
             auth.logout(request)
             return HttpResponseRedirect(reverse("login"))
+        if response is not None and request.headers.get("HX-Request") == "true":
+            # An htmx fragment request cannot follow a redirect to the provider: reload
+            # the page instead, and the full-page request renews the session.
+            return HttpResponseClientRefresh()
+        return response
 
 
 _BACKEND_PATH = f"{Backend.__module__}.{Backend.__qualname__}"

@@ -116,6 +116,17 @@ def test_a_session_whose_roles_shrank_ends_within_the_renew_interval(client, sso
     assert roles_of("rita") == set()
 
 
+def test_an_htmx_request_due_for_renewal_reloads_the_page_instead(client, sso, settings):
+    log_in(client, "rita")
+
+    later = timezone.now() + timezone.timedelta(seconds=settings.OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS)
+    with time_machine.travel(later + timezone.timedelta(seconds=1)):
+        response = client.get("/inbox/counter/", headers={"HX-Request": "true"})
+
+    assert response.status_code == 200
+    assert response["HX-Refresh"] == "true"
+
+
 def test_a_renewal_with_the_same_roles_keeps_the_session(client, sso, settings):
     http = log_in(client, "rita")
 
