@@ -322,3 +322,42 @@ def test_a_bad_step_up_default_risk_fails_naming_the_variable():
 
     assert result.returncode != 0
     assert "AISPM_STEP_UP_DEFAULT_RISK" in result.stderr
+
+
+def test_exports_say_per_review_whether_it_was_signed_and_with_which_passkey(client, submit):
+    import csv
+
+    from approvals.models import ReviewSignature
+    from tests.factories import auditor
+
+    decision = submit("payment", amount=50)
+    decision = services.decision_approve(decision=decision, reviewer=reviewer(username="sam"))
+    two = submit("payment", amount=60)
+    services.decision_approve(decision=two, reviewer=reviewer(username="tom"))
+    review = Review.objects.get(decision=decision)
+    passkey = a_passkey(review.reviewer)
+    ReviewSignature.objects.create(
+        review=review,
+        passkey=passkey,
+        statement={},
+        credential_id=passkey.credential_id,
+        authenticator_data="",
+        client_data_json="",
+        signature="",
+    )
+    client.force_login(auditor())
+
+    response = client.get("/audit/export.csv")
+    rows = {
+        row["decision_id"]: row
+        for row in csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode()))
+    }
+    events = client.get("/audit/export.jsonl")
+    lines = [json.loads(line) for line in b"".join(events.streaming_content).splitlines()]
+
+    assert rows[str(decision.pk)]["review_signed"] == "true"
+    assert rows[str(decision.pk)]["review_credentials"] == passkey.credential_id
+    assert rows[str(two.pk)]["review_signed"] == "false"
+    assert rows[str(two.pk)]["review_credentials"] == ""
+    added = [line for line in lines if line["event"] == "decision.review_added"]
+    assert {line["data"]["signed"] for line in added} == {False}

@@ -117,6 +117,7 @@ def test_a_reviewer_registers_a_passkey_signs_an_approval_and_tampering_is_caugh
     assert signature.statement["decision"] == str(decision.pk)
     assert signature.statement["reviewer"] == rita.pk
     event = AuditEvent.objects.get(event="decision.review_added", target_id=str(decision.pk))
+    assert event.data["signed"] is True
     assert event.data["signature"]["credential_id"] == passkey.credential_id
     assert event.data["signature"]["signature"] == signature.signature
     out, err = verify_approvals()
