@@ -8,6 +8,8 @@ from django.conf import settings
 from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 
+from tests.oidc import provider, provider_keys, sso  # noqa: E402,F401 - fixtures for SSO tests
+
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
