@@ -283,6 +283,26 @@ def test_approve_without_htmx_redirects_and_audits(client, world, rita):
     assert list(events) == ["decision.submitted", "decision.review_added", "decision.approved"]
 
 
+def test_a_flash_message_shows_once_on_the_full_page(client, world, rita):
+    decision = submit(world)
+    response = client.post(
+        f"/inbox/{decision.pk}/approve/",
+        {"params_hash": services.params_fingerprint(decision.params)},
+        follow=True,
+    )
+    assert response.content.decode().count(f"Approved: {decision.summary}") == 1
+
+
+def test_a_flash_message_shows_once_in_the_htmx_fragment(client, world, rita):
+    decision = submit(world)
+    response = client.post(
+        f"/inbox/{decision.pk}/approve/",
+        {"params_hash": services.params_fingerprint(decision.params)},
+        headers={"HX-Request": "true"},
+    )
+    assert response.content.decode().count(f"Approved: {decision.summary}") == 1
+
+
 def test_approve_with_a_stale_params_hash_is_refused(client, world, rita):
     decision = submit(world)
     response = client.post(f"/inbox/{decision.pk}/approve/", {"params_hash": "0" * 64}, follow=True)
