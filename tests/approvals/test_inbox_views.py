@@ -440,9 +440,7 @@ def test_bulk_is_never_offered_for_irreversible_two_approver_actions(world):
     assert not services.is_bulk_approvable(decision)
 
 
-def test_row_links_open_the_decision_with_htmx_attributes_and_keep_their_href(
-    client, world, rita
-):
+def test_row_links_open_the_decision_with_htmx_attributes_and_keep_their_href(client, world, rita):
     decision = submit(world)
     body = client.get("/inbox/?risk=medium").content.decode()
     link = re.search(r'<a class="row-link"[^>]*>', body).group(0)
