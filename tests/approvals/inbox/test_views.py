@@ -10,28 +10,19 @@ from approvals.models import Decision, Review
 from audit.models import AuditEvent
 from tests.factories import (
     ActionTypeFactory,
-    AgentFactory,
     BehaviourVersionFactory,
     GrantFactory,
     UserFactory,
     agent_admin,
+    agent_with_policy,
     auditor,
+    email_schema,
     reviewer,
 )
 
 pytestmark = pytest.mark.django_db
 
-SCHEMA = {
-    "type": "object",
-    "required": ["to", "subject", "body"],
-    "additionalProperties": False,
-    "properties": {
-        "to": {"type": "array", "items": {"type": "string", "format": "email"}, "minItems": 1},
-        "subject": {"type": "string", "maxLength": 120},
-        "body": {"type": "string"},
-        "priority": {"type": "string", "enum": ["low", "high"]},
-    },
-}
+SCHEMA = email_schema(subject_max=120, priority={"type": "string", "enum": ["low", "high"]})
 POLICY = [
     {"id": "crm-bulk", "action": "crm.update", "outcome": "review", "risk": "low", "bulk": True},
     {
@@ -49,9 +40,7 @@ POLICY = [
 @pytest.fixture
 def world():
     owner = UserFactory(username="owner")
-    agent = AgentFactory(slug="sdr", name="SDR agent", owner=owner)
-    agent.active_behaviour = BehaviourVersionFactory(agent=agent, number=4, policy=POLICY)
-    agent.save()
+    agent = agent_with_policy(slug="sdr", name="SDR agent", owner=owner, number=4, policy=POLICY)
     email = ActionTypeFactory(
         key="email.send",
         summary_template="Email to {to}: {subject}",
