@@ -60,7 +60,7 @@ HOSTILE_SEGMENTS = {
     "long": "z" * 5000,
 }
 # Namespaces outside the web UI: Django's admin, and the agent API that Schemathesis
-# fuzzes (tests/approvals/test_schemathesis.py and tests/approvals/test_hostile_api.py).
+# fuzzes (tests/approvals/api/test_schemathesis.py and tests/approvals/api/test_hostile.py).
 SKIP_NAMESPACES = {"admin"}
 SKIP_NAMES = {"logout"}  # it only ends the sweep's own session
 

@@ -20,10 +20,9 @@ from audit.screens import selectors as trail_selectors
 from audit.services import audit_seal
 from tests.factories import (
     ActionTypeFactory,
-    AgentFactory,
-    BehaviourVersionFactory,
     UserFactory,
     agent_admin,
+    agent_with_policy,
     auditor,
     reviewer,
 )
@@ -74,9 +73,9 @@ TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
 @pytest.fixture
 def world():
-    agent = AgentFactory(slug="sdr", name="SDR agent", owner=UserFactory(username="owner"))
-    agent.active_behaviour = BehaviourVersionFactory(agent=agent, number=7, policy=POLICY)
-    agent.save()
+    agent = agent_with_policy(
+        slug="sdr", name="SDR agent", owner=UserFactory(username="owner"), number=7, policy=POLICY
+    )
     email = ActionTypeFactory(key="email.send", summary_template="Email to {to}: {subject}")
     note = ActionTypeFactory(key="note.post", summary_template="{text}")
     return {"agent": agent, "email.send": email, "note.post": note}
