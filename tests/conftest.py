@@ -20,7 +20,6 @@ from tests.factories import (
     GrantFactory,
     UserFactory,
 )
-
 from tests.oidc import provider, provider_keys, sso  # noqa: E402,F401 - fixtures for SSO tests
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
