@@ -429,6 +429,20 @@ AISPM_POSTURE_REJECTION_PERCENT = env_int("AISPM_POSTURE_REJECTION_PERCENT", 40,
 AISPM_POSTURE_REJECTION_MIN_REVIEWS = env_int("AISPM_POSTURE_REJECTION_MIN_REVIEWS", 10, minimum=1)
 AISPM_POSTURE_MAX_SUPERUSERS = env_int("AISPM_POSTURE_MAX_SUPERUSERS", 2, minimum=1)
 AISPM_POSTURE_QUEUE_MIN_DECISIONS = env_int("AISPM_POSTURE_QUEUE_MIN_DECISIONS", 5, minimum=1)
+# Reviewer capacity (issue 17): the address reviewers reach aispm at, for links in
+# notifications; how often digests and the resend sweep run.
+AISPM_PUBLIC_URL = (
+    env_url("AISPM_PUBLIC_URL", schemes={"http", "https"}) or "http://localhost:8000"
+).rstrip("/")
+AISPM_NOTIFICATIONS_ENABLED = not env_bool("AISPM_NOTIFICATIONS_OFF")
+CELERY_BEAT_SCHEDULE["notification-digests"] = {
+    "task": "approvals.notifications.tasks.send_notification_digests",
+    "schedule": 60.0,
+}
+CELERY_BEAT_SCHEDULE["notification-resend"] = {
+    "task": "approvals.notifications.tasks.resend_queued_notifications",
+    "schedule": 300.0,
+}
 AISPM_MAX_BODY_BYTES = 256 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = AISPM_MAX_BODY_BYTES
 

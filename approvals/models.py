@@ -97,6 +97,9 @@ class Decision(models.Model):
     release_lease_until = models.DateTimeField(null=True, blank=True)
     release_result = models.JSONField(null=True, blank=True)
     released_at = models.DateTimeField(null=True, blank=True)
+    # A synthetic decision that tests reviewers' attention (issue 17). Shown nowhere on
+    # screen; never released; left out of agent metrics.
+    canary = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -261,3 +264,158 @@ class Finding(models.Model):
 
     def __str__(self):
         return f"[{self.severity}] {self.check_id} {self.subject} ({self.status})"
+
+
+# --- reviewer capacity: notifications, attention, canaries (issue 17) ---------------
+
+
+class NotificationPreference(models.Model):
+    """How one user, or one group, hears about decisions waiting for review.
+
+    A chat webhook URL is a credential (it lets anyone post), so it is stored only
+    encrypted; `target_label` is the host, safe to show and log.
+    """
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "Email"
+        SLACK = "slack", "Slack (incoming webhook)"
+        TEAMS = "teams", "Microsoft Teams (incoming webhook)"
+        JSON = "json", "Generic JSON webhook"
+
+    class Mode(models.TextChoices):
+        IMMEDIATE = "immediate", "On each new decision"
+        DIGEST = "digest", "As a digest"
+        OFF = "off", "Off"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="notification_preferences",
+    )
+    group = models.ForeignKey(
+        "auth.Group",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="notification_preferences",
+    )
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.IMMEDIATE)
+    min_risk = models.CharField(max_length=10, choices=Risk.choices, default=Risk.HIGH)
+    digest_minutes = models.PositiveSmallIntegerField(default=60)
+    webhook_url_encrypted = models.TextField(blank=True)
+    target_label = models.CharField(max_length=255, blank=True)
+    last_digest_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["channel", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(user__isnull=True, group__isnull=False)
+                | Q(user__isnull=False, group__isnull=True),
+                name="notificationpref_user_xor_group",
+            ),
+            models.CheckConstraint(
+                condition=Q(digest_minutes__gte=5, digest_minutes__lte=1440),
+                name="notificationpref_digest_5_1440",
+            ),
+            models.UniqueConstraint(
+                fields=["user", "channel"],
+                condition=Q(user__isnull=False),
+                name="notificationpref_one_per_user_channel",
+            ),
+            models.UniqueConstraint(
+                fields=["group", "channel"],
+                condition=Q(group__isnull=False),
+                name="notificationpref_one_per_group_channel",
+            ),
+        ]
+
+    def __str__(self):
+        owner = self.user or self.group
+        return f"{owner}: {self.channel} {self.mode}"
+
+
+class Notification(models.Model):
+    """One message to one recipient, and what became of it. Never holds a secret."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    class Kind(models.TextChoices):
+        NEW = "new", "New decision"
+        DIGEST = "digest", "Digest"
+        ESCALATED = "escalated", "Escalated"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    preference = models.ForeignKey(
+        NotificationPreference, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decision = models.ForeignKey(
+        Decision, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications"
+    )
+    decision_ids = models.JSONField(default=list, blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.NEW)
+    channel = models.CharField(max_length=10, choices=NotificationPreference.Channel.choices)
+    recipient = models.CharField(max_length=255)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "created_at"], name="notification_status")]
+
+    def __str__(self):
+        return f"{self.kind} {self.channel} to {self.recipient} ({self.status})"
+
+
+class ReviewAttention(models.Model):
+    """What the inbox measured while a reviewer looked at a decision (a signal only)."""
+
+    review = models.OneToOneField(Review, on_delete=models.CASCADE, related_name="attention")
+    seconds_on_screen = models.FloatField(null=True, blank=True)
+    params_expanded = models.BooleanField(null=True, blank=True)
+    params_long = models.BooleanField(default=False)
+
+    def __str__(self):
+        return f"attention for review {self.review_id}"
+
+
+class CanaryTemplate(models.Model):
+    """A synthetic decision an agent admin defines, one that should clearly be rejected.
+
+    Canary decisions are marked only by `Decision.canary`; nothing on screen shows it.
+    """
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="canary_templates")
+    action_type = models.ForeignKey(ActionType, on_delete=models.CASCADE, related_name="+")
+    params = models.JSONField(default=dict)
+    reasoning = models.TextField()
+    evidence = models.JSONField(default=dict, blank=True)
+    # The chance, per beat run, that one canary is inserted for this template.
+    rate_percent = models.PositiveSmallIntegerField(default=5)
+    enabled = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["agent", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(rate_percent__gte=1, rate_percent__lte=100),
+                name="canarytemplate_rate_1_100",
+            ),
+        ]
+
+    def __str__(self):
+        return f"canary for {self.agent_id}: {self.action_type_id}"

@@ -31,7 +31,7 @@ from agents.services import alert_raise
 from agents.summary import render_summary
 from audit.services import audit_record
 
-from . import anomalies, policy, ratelimit, scope
+from . import anomalies, notifications, policy, ratelimit, scope
 from .models import Decision, ReleaseAttempt, Review
 
 log = logging.getLogger(__name__)
@@ -201,6 +201,8 @@ def decision_create(
         if status == Decision.Status.APPROVED:
             _enqueue_release(decision)
             _notify(decision, "approved")
+        elif status == Decision.Status.PENDING:
+            notifications.notify_on_commit(decision)
     return decision
 
 

@@ -16,6 +16,7 @@ from aispm_site.logging import bind_decision_id
 
 from . import connectors, services
 from .models import Decision
+from .notifications import tasks as notification_tasks  # noqa: F401 - registers them
 
 log = logging.getLogger(__name__)
 
