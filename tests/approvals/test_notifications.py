@@ -12,7 +12,6 @@ import time_machine
 from aiosmtpd.controller import Controller
 from django.utils import timezone
 
-from agents.models import Agent
 from approvals import services
 from approvals.models import Decision, Notification, NotificationPreference
 from approvals.notifications import preference_save
