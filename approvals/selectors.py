@@ -24,14 +24,14 @@ def _with_reviews(queryset: QuerySet[Decision]) -> QuerySet[Decision]:
 
 
 def decisions_for_agent(*, agent: Agent, status: str | None = None) -> QuerySet[Decision]:
-    queryset = Decision.objects.filter(agent=agent)
+    queryset = Decision.objects.filter(agent=agent, canary=False)
     if status:
         queryset = queryset.filter(status=status)
     return _with_reviews(queryset)
 
 
 def decision_for_agent(*, agent: Agent, decision_id) -> Decision | None:
-    return _with_reviews(Decision.objects.filter(agent=agent, pk=decision_id)).first()
+    return _with_reviews(Decision.objects.filter(agent=agent, pk=decision_id, canary=False)).first()
 
 
 def encode_feedback_cursor(review: Review) -> str:
@@ -77,7 +77,7 @@ def feedback_for_agent(
     stays valid however reviews commit."""
     txid, pk = after
     return list(
-        Review.objects.filter(decision__agent=agent)
+        Review.objects.filter(decision__agent=agent, decision__canary=False)
         .filter(Q(txid__gt=txid) | Q(txid=txid, pk__gt=pk))
         .filter(_finished_transactions())
         .select_related("reviewer", "decision__action_type")
@@ -233,7 +233,7 @@ HUMAN_APPROVED = [
 
 def agent_record(*, decision: Decision, recent: int = 5) -> dict:
     """The agent's track record with reviewers, and its last decisions of this action."""
-    counts = Decision.objects.filter(agent_id=decision.agent_id).aggregate(
+    counts = Decision.objects.filter(agent_id=decision.agent_id, canary=False).aggregate(
         approved=Count("pk", filter=Q(approval=Decision.Approval.HUMAN, status__in=HUMAN_APPROVED)),
         rejected=Count("pk", filter=Q(status=Decision.Status.REJECTED)),
     )
@@ -370,7 +370,7 @@ def feedback_rows(
     *, agent: Agent, version: int | None = None, since=None, until=None
 ) -> QuerySet[Review]:
     """Reviews with their decision context, for the feedback JSON Lines export."""
-    reviews = Review.objects.filter(decision__agent=agent)
+    reviews = Review.objects.filter(decision__agent=agent, decision__canary=False)
     if version is not None:
         reviews = reviews.filter(decision__behaviour_version=version)
     if since is not None:

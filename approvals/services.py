@@ -31,7 +31,7 @@ from agents.services import alert_raise
 from agents.summary import render_summary
 from audit.services import audit_record
 
-from . import anomalies, notifications, policy, ratelimit, scope
+from . import anomalies, canaries, notifications, policy, ratelimit, scope
 from .models import Decision, ReleaseAttempt, Review
 
 log = logging.getLogger(__name__)
@@ -777,6 +777,8 @@ def decision_release_finish(*, decision: Decision, succeeded: bool, result: dict
 
 def release_blocker(decision: Decision) -> str | None:
     """Why this decision must not be released now, checked just before acting."""
+    if decision.canary:
+        return canaries.BLOCK_REASON
     if global_stop_engaged():
         return "The global stop is engaged."
     agent = Agent.objects.get(pk=decision.agent_id)
@@ -815,6 +817,8 @@ def decision_block(*, decision: Decision, reason: str) -> Decision:
             release_lease_until=None,
         )
         audit_record(event="decision.blocked", target=decision, data={"reason": reason})
+        if decision.canary:
+            canaries.canary_blocked(decision=decision)
         _notify(decision, "blocked")
     return decision
 
@@ -859,7 +863,7 @@ def _enqueue_release(decision: Decision) -> None:
 
 
 def _notify(decision: Decision, event: str) -> None:
-    if decision.agent.callback_url:
+    if decision.agent.callback_url and not decision.canary:
         _after_commit("notify_agent", str(decision.pk), event)
 
 

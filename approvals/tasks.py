@@ -14,7 +14,11 @@ from django.utils import timezone
 from agents import crypto
 from aispm_site.logging import bind_decision_id
 
-from . import connectors, services
+from . import (
+    capacity_tasks,  # noqa: F401, I001 - registers them
+    connectors,
+    services,
+)
 from .models import Decision
 from .notifications import tasks as notification_tasks  # noqa: F401 - registers them
 
