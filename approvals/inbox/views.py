@@ -15,7 +15,7 @@ from django_htmx.http import push_url, reswap, retarget
 
 from aispm_site.roles import REVIEW_PERMISSION, permission_required
 
-from .. import selectors, services
+from .. import attention, selectors, services
 from ..models import Decision
 from .forms import ApproveForm, BulkApproveForm, ParamsEditForm, RejectForm
 
@@ -189,6 +189,12 @@ def decision_approve(request: HttpRequest, decision_id) -> HttpResponse:
             reviewer=request.user,
             comment=form.cleaned_data["comment"],
             expected_params_hash=form.cleaned_data["params_hash"],
+        )
+        attention.attention_record(
+            decision=decision,
+            reviewer=request.user,
+            token=form.cleaned_data["viewed"],
+            params_expanded=form.cleaned_data["params_expanded"],
         )
         messages.success(request, f"Approved: {decision.summary}")
 
