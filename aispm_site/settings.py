@@ -439,6 +439,10 @@ CELERY_BEAT_SCHEDULE["notification-digests"] = {
     "task": "approvals.notifications.tasks.send_notification_digests",
     "schedule": 60.0,
 }
+CELERY_BEAT_SCHEDULE["escalate-decisions"] = {
+    "task": "approvals.capacity_tasks.escalate_decisions",
+    "schedule": 60.0,
+}
 CELERY_BEAT_SCHEDULE["insert-canaries"] = {
     "task": "approvals.capacity_tasks.insert_canaries",
     "schedule": 15 * 60.0,

@@ -77,8 +77,9 @@ def canary_insert(*, template: CanaryTemplate, now: datetime | None = None) -> D
     """Insert one pending canary decision, routed like the real thing but never allowed."""
     now = now or timezone.now()
     agent, action_type = template.agent, template.action_type
+    version = active_behaviour(agent)
     route = policy.route(
-        version=active_behaviour(agent),
+        version=version,
         agent=agent,
         action_type=action_type,
         params=template.params,
@@ -102,8 +103,8 @@ def canary_insert(*, template: CanaryTemplate, now: datetime | None = None) -> D
             risk=route.risk,
             bulk_allowed=route.bulk,
             required_approvals=route.approvals,
-            # No behaviour version: a canary is not the agent's behaviour.
-            behaviour_version=None,
+            # Shown like any decision's; the metrics leave canaries out by their flag.
+            behaviour_version=version.number if version else None,
             created_at=now,
             updated_at=now,
             expires_at=now + route.ttl,

@@ -32,6 +32,7 @@ from agents.summary import render_summary
 from audit.services import audit_record
 
 from . import anomalies, canaries, notifications, policy, ratelimit, scope
+from . import standing as standing_approvals
 from .models import Decision, ReleaseAttempt, Review
 
 log = logging.getLogger(__name__)
@@ -147,12 +148,30 @@ def decision_create(
         Outcome.DENY: Decision.Status.DENIED,
     }.get(route.outcome, Decision.Status.PENDING)
     with transaction.atomic():
+        standing = None
+        if status == Decision.Status.PENDING and route.approvals == 1 and not notes:
+            standing = standing_approvals.standing_match(
+                agent=agent, action_type=action_type, params=params, risk=route.risk, now=now
+            )
+        if standing is not None:
+            status = Decision.Status.APPROVED
+            route = dataclasses.replace(
+                route,
+                explanation=f"{route.explanation} Allowed by standing approval {standing.pk}.",
+            )
         decision = Decision.objects.create(
             agent=agent,
             action_type=action_type,
             key=key,
             status=status,
-            approval=Decision.Approval.AUTO if status == Decision.Status.APPROVED else "",
+            approval=(Decision.Approval.STANDING if standing else Decision.Approval.AUTO)
+            if status == Decision.Status.APPROVED
+            else "",
+            standing_approval=standing,
+            escalate_at=now + route.escalate_after
+            if status == Decision.Status.PENDING and route.escalate_after
+            else None,
+            escalate_to=route.escalate_to,
             summary=render_summary(action_type.summary_template, params),
             params=params,
             approved_params=params if status == Decision.Status.APPROVED else None,
@@ -196,8 +215,16 @@ def decision_create(
                 "behaviour_version": decision.behaviour_version,
                 "key_id": key.pk if key else None,
                 **({"canonicalised": canonicalised} if canonicalised else {}),
+                **({"standing_approval": str(standing.pk)} if standing else {}),
             },
         )
+        if standing is not None:
+            audit_record(
+                event="standing_approval.used",
+                actor=agent,
+                target=standing,
+                data={"decision": str(decision.pk), "used_count": standing.used_count},
+            )
         if status == Decision.Status.APPROVED:
             _enqueue_release(decision)
             _notify(decision, "approved")

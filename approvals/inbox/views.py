@@ -84,9 +84,9 @@ def _inbox_context(
     now = timezone.now()
     cursor = request.GET.get("after", "")
     try:
-        page = selectors.inbox_page(filters=filters, cursor=cursor, now=now)
+        page = selectors.inbox_page(filters=filters, cursor=cursor, now=now, reviewer=request.user)
     except ValueError:
-        page = selectors.inbox_page(filters=filters, now=now)
+        page = selectors.inbox_page(filters=filters, now=now, reviewer=request.user)
     if selected is None and page.decisions:
         selected = selectors.decision_for_review(decision_id=page.decisions[0].pk)
     return {
@@ -142,7 +142,9 @@ def decision_detail(request: HttpRequest, decision_id) -> HttpResponse:
 def _after_action(request: HttpRequest, decision: Decision) -> HttpResponse:
     """Open the next decision: the inbox fragment for htmx, a redirect otherwise."""
     filters = selectors.InboxFilters.from_query(request.POST)
-    following = selectors.inbox_next_after(decision=decision, filters=filters, now=timezone.now())
+    following = selectors.inbox_next_after(
+        decision=decision, filters=filters, now=timezone.now(), reviewer=request.user
+    )
     if not request.htmx:
         return redirect(_inbox_url(filters, following))
     selected = selectors.decision_for_review(decision_id=following.pk) if following else None

@@ -172,8 +172,17 @@ def notifications_for_decision(
         for preference in preferences:
             if _rank(preference.min_risk) > _rank(decision.risk) and kind == Notification.Kind.NEW:
                 continue
-            if preference.user_id is not None and not _may_review(preference.user, decision):
-                continue
+            if preference.user_id is not None:
+                from ..routing import delegate_for
+
+                stand_in = delegate_for(preference.user, now=timezone.now())
+                if stand_in is not None:
+                    queued += notifications_for_users(
+                        decision=decision, users=[stand_in], kind=kind
+                    )
+                    continue
+                if not _may_review(preference.user, decision):
+                    continue
             for label, _address in _user_targets(preference, decision):
                 queued.append(
                     _queue(
@@ -187,6 +196,73 @@ def notifications_for_decision(
                 )
         _enqueue_sends(queued)
     return queued
+
+
+def notifications_for_users(*, decision: Decision, users, kind: str) -> list[Notification]:
+    """Tell named people about a decision put in front of them (reassignment, escalation):
+    through their own preferences unless off, else by email. Someone away is replaced
+    by their delegate."""
+    from ..routing import delegate_for
+
+    now = timezone.now()
+    queued, seen = [], set()
+    with transaction.atomic():
+        for user in users:
+            person = delegate_for(user, now=now) or user
+            if person.pk in seen or not _may_review(person, decision):
+                continue
+            seen.add(person.pk)
+            preferences = [
+                p for p in NotificationPreference.objects.filter(user=person) if p.mode != Mode.OFF
+            ]
+            if not preferences and person.email:
+                queued.append(
+                    _queue(
+                        preference=None,
+                        channel=Channel.EMAIL,
+                        kind=kind,
+                        recipient=person.email,
+                        decision=decision,
+                        ids=[decision.pk],
+                    )
+                )
+            for preference in preferences:
+                preference.user = person
+                for label, _address in _user_targets(preference, decision):
+                    queued.append(
+                        _queue(
+                            preference=preference,
+                            channel=preference.channel,
+                            kind=kind,
+                            recipient=label,
+                            decision=decision,
+                            ids=[decision.pk],
+                        )
+                    )
+        _enqueue_sends(queued)
+    return queued
+
+
+def notifications_for_group_members(*, decision: Decision, group, kind: str) -> list:
+    """The group's own chat channels (unless off), then each member as a person."""
+    queued = []
+    with transaction.atomic():
+        for preference in NotificationPreference.objects.filter(group=group).exclude(mode=Mode.OFF):
+            if preference.channel in CHAT_CHANNELS:
+                queued.append(
+                    _queue(
+                        preference=preference,
+                        channel=preference.channel,
+                        kind=kind,
+                        recipient=preference.target_label,
+                        decision=decision,
+                        ids=[decision.pk],
+                    )
+                )
+        _enqueue_sends(queued)
+    return queued + notifications_for_users(
+        decision=decision, users=list(group.user_set.all()), kind=kind
+    )
 
 
 def _enqueue_sends(queued: list[Notification]) -> None:
