@@ -43,3 +43,12 @@ class CanaryTemplateForm(hostile.Form):
 
 class CanaryToggleForm(hostile.Form):
     enabled = forms.BooleanField(required=False)
+
+
+class StandingPermissionForm(hostile.Form):
+    username = forms.ChoiceField(choices=())
+    granted = forms.BooleanField(required=False)
+
+    def __init__(self, *args, usernames=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["username"].choices = [(name, name) for name in usernames]
