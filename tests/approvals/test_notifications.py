@@ -357,3 +357,20 @@ def test_the_profile_page_is_for_reviewers_only(client, method, db):
     assert getattr(client, method)("/inbox/profile/").status_code == 403
     client.force_login(reviewer())
     assert client.put("/inbox/profile/").status_code == 405
+
+
+def test_a_group_chat_channel_is_set_from_the_command_line_with_the_url_from_the_environment(
+    chat, monkeypatch, db
+):
+    from django.core.management import CommandError, call_command
+
+    monkeypatch.setenv("TEAM_HOOK", chat.url + "/secret")
+    call_command("notification_preference", "Reviewers", "slack", "--webhook-url-env", "TEAM_HOOK")
+    preference = NotificationPreference.objects.get(group__name="Reviewers")
+    assert (preference.channel, preference.mode, preference.target_label) == (
+        "slack",
+        "immediate",
+        "127.0.0.1",
+    )
+    with pytest.raises(CommandError):
+        call_command("notification_preference", "Nobody", "email")

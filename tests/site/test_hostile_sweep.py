@@ -241,6 +241,42 @@ def _world(admin) -> None:
     )
     agent_services.agent_suspend(agent=second, actor=admin, reason="Checking.")
     agent_services.alert_raise(severity="high", kind="rate_spike", message="Spike", agent=first)
+    _capacity_world(admin, first)
+
+
+def _capacity_world(admin, agent) -> None:
+    """Reviewer capacity (issue 17): a canary template, a standing approval and an
+    out-of-office delegation, whose screens only show once one exists."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from approvals import canaries, routing
+    from approvals.models import StandingApproval
+
+    grant = agent.grants.select_related("action_type").first()
+    canaries.canary_template_save(
+        actor=admin,
+        agent=agent,
+        action_type=grant.action_type,
+        params=Decision.objects.filter(agent=agent, action_type=grant.action_type).first().params,
+        reasoning="A canary.",
+    )
+    StandingApproval.objects.create(
+        agent=agent,
+        action_type=grant.action_type,
+        condition="params.x == 1",
+        max_count=1,
+        ends_at=timezone.now() + timedelta(days=1),
+        created_by=admin,
+    )
+    now = timezone.now()
+    routing.delegation_create(
+        user=admin,
+        delegate=UserFactory(username="standin", groups=["Reviewers"]),
+        starts_at=now,
+        ends_at=now + timedelta(days=1),
+    )
 
 
 @pytest.fixture
