@@ -435,6 +435,10 @@ AISPM_PUBLIC_URL = (
     env_url("AISPM_PUBLIC_URL", schemes={"http", "https"}) or "http://localhost:8000"
 ).rstrip("/")
 AISPM_NOTIFICATIONS_ENABLED = not env_bool("AISPM_NOTIFICATIONS_OFF")
+CELERY_BEAT_SCHEDULE["notify-new-decisions"] = {
+    "task": "approvals.notifications.tasks.notify_new_decisions",
+    "schedule": 5.0,
+}
 CELERY_BEAT_SCHEDULE["notification-digests"] = {
     "task": "approvals.notifications.tasks.send_notification_digests",
     "schedule": 60.0,

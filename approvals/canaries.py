@@ -116,9 +116,6 @@ def canary_insert(*, template: CanaryTemplate, now: datetime | None = None) -> D
             target=decision,
             data={"template": template.pk, "agent": agent.slug, "action": action_type.key},
         )
-        from .notifications import notify_on_commit
-
-        notify_on_commit(decision)
     return decision
 
 

@@ -105,6 +105,8 @@ class Decision(models.Model):
     escalate_at = models.DateTimeField(null=True, blank=True)
     escalate_to = models.CharField(max_length=150, blank=True)
     escalated_at = models.DateTimeField(null=True, blank=True)
+    # Set by the notification sweep once reviewers were told (never on the request path).
+    notified_at = models.DateTimeField(null=True, blank=True)
     standing_approval = models.ForeignKey(
         "StandingApproval",
         null=True,
@@ -156,6 +158,11 @@ class Decision(models.Model):
                 fields=["escalate_at"],
                 condition=Q(status="pending", escalated_at__isnull=True, escalate_at__isnull=False),
                 name="decision_escalation_due",
+            ),
+            models.Index(
+                fields=["created_at"],
+                condition=Q(status="pending", notified_at__isnull=True),
+                name="decision_to_notify",
             ),
         ]
         permissions = [("review_decision", "Can approve, reject and edit decisions")]

@@ -31,7 +31,7 @@ from agents.services import alert_raise
 from agents.summary import render_summary
 from audit.services import audit_record
 
-from . import anomalies, canaries, notifications, policy, ratelimit, scope
+from . import anomalies, canaries, policy, ratelimit, scope
 from . import standing as standing_approvals
 from .models import Decision, ReleaseAttempt, Review
 
@@ -228,8 +228,6 @@ def decision_create(
         if status == Decision.Status.APPROVED:
             _enqueue_release(decision)
             _notify(decision, "approved")
-        elif status == Decision.Status.PENDING:
-            notifications.notify_on_commit(decision)
     return decision
 
 

@@ -7,6 +7,6 @@ from .services import (  # noqa: F401
     notification_deliver,
     notification_record,
     notifications_for_decision,
-    notify_on_commit,
+    notify_new_decisions,
     preference_save,
 )

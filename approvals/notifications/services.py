@@ -282,22 +282,28 @@ def _enqueue_sends(queued: list[Notification]) -> None:
     transaction.on_commit(send)
 
 
-def notify_on_commit(decision: Decision) -> None:
-    """Called inside the transaction that made a decision pending: enqueue the fan-out
-    once it commits, and never let a broker problem reach the agent's request."""
-    if getattr(settings, "AISPM_NOTIFICATIONS_ENABLED", True) is False:
-        return
-    decision_id = str(decision.pk)
+def notify_new_decisions(*, now=None, limit: int = 500) -> int:
+    """Beat's sweep: claim pending decisions nobody was told about yet, and fan out.
 
-    def fan_out():
-        from . import tasks
-
-        try:
-            tasks.notify_new_decision.delay(decision_id)
-        except Exception:  # noqa: BLE001 - notifications are best effort
-            log.warning("could not enqueue notifications for %s", decision_id)
-
-    transaction.on_commit(fan_out)
+    This, not the submission, is where notifying starts, so an agent's request does
+    no notification work at all: not even an enqueue. A decision waits at most one
+    beat interval. Rows are claimed with SKIP LOCKED, so sweeps may overlap.
+    """
+    if not settings.AISPM_NOTIFICATIONS_ENABLED:
+        return 0
+    now = now or timezone.now()
+    with transaction.atomic():
+        claimed = list(
+            Decision.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(status=Decision.Status.PENDING, notified_at__isnull=True)
+            .order_by("created_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        Decision.objects.filter(pk__in=claimed).update(notified_at=now)
+    decisions = Decision.objects.filter(pk__in=claimed).select_related("agent", "action_type")
+    for decision in decisions:
+        notifications_for_decision(decision=decision)
+    return len(claimed)
 
 
 def digests_due(*, now) -> list[Notification]:

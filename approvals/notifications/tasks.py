@@ -14,17 +14,11 @@ def _backoff(attempt: int) -> int:
     return max(1, int(random.uniform(ceiling / 2, ceiling)))
 
 
-@shared_task(ignore_result=True, acks_late=True)
-def notify_new_decision(decision_id: str) -> int:
-    from ..models import Decision
+@shared_task(ignore_result=True)
+def notify_new_decisions() -> int:
     from . import services
 
-    decision = (
-        Decision.objects.select_related("agent", "action_type").filter(pk=decision_id).first()
-    )
-    if decision is None:
-        return 0
-    return len(services.notifications_for_decision(decision=decision))
+    return services.notify_new_decisions()
 
 
 @shared_task(bind=True, ignore_result=True, acks_late=True, max_retries=MAX_ATTEMPTS - 1)

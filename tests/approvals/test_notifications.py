@@ -85,8 +85,10 @@ def _submit(agent, *, subject="Pricing", to=("lead@example.com",), capture=None)
 
 
 def _submit_committed(agent, django_capture_on_commit_callbacks, **kwargs):
+    """Submit, then run beat's sweep and the sends it enqueues after commit."""
+    decision = _submit(agent, **kwargs)
     with django_capture_on_commit_callbacks(execute=True):
-        decision = _submit(agent, **kwargs)
+        notification_tasks.notify_new_decisions()
     return decision
 
 
@@ -242,26 +244,44 @@ def test_a_failing_chat_webhook_is_retried_and_its_url_never_recorded(
     assert "XXXXsecretXXXX" not in NotificationPreference.objects.get().webhook_url_encrypted
 
 
-def test_notifying_adds_nothing_to_the_request_and_survives_a_broker_outage(
+def test_a_submission_does_no_notification_work_and_beat_picks_it_up_once(
     agent, monkeypatch, django_capture_on_commit_callbacks
 ):
     person = reviewer(email="r@example.com")
     preference_save(actor=person, user=person, channel="email", mode="immediate", min_risk="low")
     calls = []
-    monkeypatch.setattr(notification_tasks.notify_new_decision, "delay", calls.append)
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+    monkeypatch.setattr(notification_tasks.send_notification, "delay", calls.append)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
         decision = _submit(agent)
-    assert calls == []  # nothing during the transaction
-    for callback in callbacks:
-        callback()
-    assert calls == [str(decision.pk)]
+    assert callbacks == [] and calls == []  # nothing on the agent's request, not even an enqueue
+    assert not Notification.objects.exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert notification_tasks.notify_new_decisions() == 1
+        assert notification_tasks.notify_new_decisions() == 0
+    [notification] = Notification.objects.all()
+    assert calls == [str(notification.pk)]
+    decision.refresh_from_db()
+    assert decision.notified_at is not None
+
+
+def test_a_broker_outage_leaves_notifications_queued_for_the_resend_sweep(
+    agent, monkeypatch, django_capture_on_commit_callbacks
+):
+    person = reviewer(email="r@example.com")
+    preference_save(actor=person, user=person, channel="email", mode="immediate", min_risk="low")
 
     def down(*args):
         raise ConnectionError("broker down")
 
-    monkeypatch.setattr(notification_tasks.notify_new_decision, "delay", down)
-    decision = _submit_committed(agent, django_capture_on_commit_callbacks, subject="Still fine")
-    assert decision.status == Decision.Status.PENDING
+    monkeypatch.setattr(notification_tasks.send_notification, "delay", down)
+    _submit_committed(agent, django_capture_on_commit_callbacks)
+    notification = Notification.objects.get()
+    assert notification.status == Notification.Status.QUEUED
+    monkeypatch.undo()
+    with time_machine.travel(timezone.now() + timedelta(minutes=6)):
+        assert notification_tasks.resend_queued_notifications() == 1
+    notification.refresh_from_db()
+    assert notification.status == Notification.Status.SENT
 
 
 def test_a_digest_lists_the_new_decisions_once_per_interval(
@@ -280,8 +300,8 @@ def test_a_digest_lists_the_new_decisions_once_per_interval(
         )
         notification_tasks.send_notification_digests()  # nothing pending: no message
     with time_machine.travel(start + timedelta(minutes=1), tick=False):
-        _submit_committed(agent, django_capture_on_commit_callbacks, subject="One")
-        _submit_committed(agent, django_capture_on_commit_callbacks, subject="Two")
+        _submit(agent, subject="One")
+        _submit(agent, subject="Two")
         assert smtp.messages == []
     with time_machine.travel(start + timedelta(minutes=10), tick=False):
         assert notification_tasks.send_notification_digests() == 0

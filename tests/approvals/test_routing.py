@@ -11,6 +11,7 @@ from agents.policy_rules import validate_policy
 from approvals import routing, services
 from approvals.capacity_tasks import escalate_decisions
 from approvals.models import Decision, DecisionAssignment, Notification, ReviewerDelegation
+from approvals.notifications.tasks import notify_new_decisions
 from audit.models import AuditEvent
 from tests.factories import (
     ActionTypeFactory,
@@ -238,8 +239,9 @@ def test_while_away_my_notifications_and_reassignments_reach_my_delegate(
         },
     )
     assert response.status_code == 302
+    decision = _decide(world)
     with django_capture_on_commit_callbacks(execute=True):
-        decision = _decide(world)
+        notify_new_decisions()
     assert [m.to for m in mailoutbox] == [["standin@example.com"]]
     mailoutbox.clear()
     client.force_login(reviewer(username="third"))

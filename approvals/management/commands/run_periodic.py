@@ -26,6 +26,7 @@ class Command(BaseCommand):
             expired = tasks.expire_pending_decisions()
             swept = tasks.sweep_releases()
             capacity_tasks.escalate_decisions()
+            notification_tasks.notify_new_decisions()
             notification_tasks.send_notification_digests()
             if time.monotonic() >= canaries_at:  # as often as beat runs it
                 capacity_tasks.insert_canaries()
