@@ -12,6 +12,7 @@ from approvals import canaries, selectors, services, tasks
 from approvals.models import CanaryTemplate, Decision
 from approvals.notifications import links
 from audit.models import AuditEvent
+from tests.approvals.eager import eager_tasks  # noqa: F401 - autouse
 from tests.factories import (
     ActionTypeFactory,
     AgentFactory,

@@ -7,6 +7,7 @@ from approvals import services
 from approvals.models import Decision, Review
 from approvals.notifications import links
 from audit.models import AuditEvent
+from tests.approvals.eager import eager_tasks  # noqa: F401 - autouse
 from tests.factories import auditor, reviewer
 
 

@@ -18,6 +18,7 @@ from approvals.notifications import preference_save
 from approvals.notifications import tasks as notification_tasks
 from audit.models import AuditEvent
 from tests.approvals import notification_schemas
+from tests.approvals.eager import eager_tasks  # noqa: F401 - autouse
 from tests.factories import UserFactory, auditor, reviewer
 from tests.receiver import Receiver
 

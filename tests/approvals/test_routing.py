@@ -13,6 +13,7 @@ from approvals.capacity_tasks import escalate_decisions
 from approvals.models import Decision, DecisionAssignment, Notification, ReviewerDelegation
 from approvals.notifications.tasks import notify_new_decisions
 from audit.models import AuditEvent
+from tests.approvals.eager import eager_tasks  # noqa: F401 - autouse
 from tests.factories import (
     ActionTypeFactory,
     AgentFactory,
@@ -286,3 +287,26 @@ def test_a_delegation_to_oneself_or_a_non_reviewer_is_refused(world):
                 user=me, delegate=delegate, starts_at=now, ends_at=now + timedelta(days=1)
             )
     assert not ReviewerDelegation.objects.exists()
+
+
+def test_only_reviewers_set_out_of_office_and_only_their_own(client, world):
+    assert client.get("/inbox/away/").status_code == 302
+    client.force_login(auditor())
+    assert client.get("/inbox/away/").status_code == 403
+    now = timezone.now()
+    mine = routing.delegation_create(
+        user=reviewer(username="mine"),
+        delegate=reviewer(username="d"),
+        starts_at=now,
+        ends_at=now + timedelta(days=1),
+    )
+    client.force_login(reviewer(username="someone-else"))
+    assert client.post(f"/inbox/away/{mine.pk}/cancel/").status_code == 404
+    assert client.get(f"/inbox/away/{mine.pk}/cancel/").status_code == 405
+    mine.refresh_from_db()
+    assert mine.cancelled_at is None
+    client.force_login(mine.user)
+    assert client.post(f"/inbox/away/{mine.pk}/cancel/").status_code == 302
+    mine.refresh_from_db()
+    assert mine.cancelled_at is not None
+    assert AuditEvent.objects.filter(event="reviewer.delegation_cancelled").count() == 1

@@ -10,6 +10,7 @@ from django.utils import timezone
 from approvals import canaries, services, standing
 from approvals.models import Decision, StandingApproval
 from audit.models import AuditEvent
+from tests.approvals.eager import eager_tasks  # noqa: F401 - autouse
 from tests.factories import (
     ActionTypeFactory,
     AgentFactory,
@@ -265,3 +266,22 @@ def test_a_canary_is_never_released_by_a_standing_approval(
     assert created.revoked_at is not None
     canary_made = Decision.objects.get(pk=created.from_decision_id)
     assert canary_made.status == Decision.Status.BLOCKED
+
+
+def test_the_agent_api_shows_approval_standing_and_the_link(world, trusted):
+    from rest_framework.test import APIClient
+
+    from agents.services import agent_key_issue
+
+    created = _create(_submit(world), trusted)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {agent_key_issue(agent=world['agent']).secret}")
+    response = api.post(
+        "/api/v1/decisions/",
+        {"action": "invoice.pay", "params": {"vendor": "Acme", "amount": 100}, "reasoning": "r"},
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["approval"] == "standing"
+    assert body["standing_approval"] == str(created.pk)

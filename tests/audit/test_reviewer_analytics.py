@@ -10,6 +10,7 @@ from django.utils import timezone
 from approvals import analytics, canaries, services
 from approvals.models import ReviewAttention
 from audit.models import AuditEvent
+from tests.approvals.eager import eager_tasks  # noqa: F401 - autouse
 from tests.factories import (
     ActionTypeFactory,
     AgentFactory,
