@@ -310,3 +310,22 @@ def test_only_reviewers_set_out_of_office_and_only_their_own(client, world):
     mine.refresh_from_db()
     assert mine.cancelled_at is not None
     assert AuditEvent.objects.filter(event="reviewer.delegation_cancelled").count() == 1
+
+
+def test_apply_governance_takes_an_escalation_and_refuses_an_unknown_group(tmp_path, managers):
+    import copy
+
+    from tests.agents.test_apply_governance import CONFIG, apply, reject, write
+
+    UserFactory(username="alice")
+    config = copy.deepcopy(CONFIG)
+    rule = config["agents"][0]["behaviour"]["policy"][0]
+    rule.update(escalate_after="2h", escalate_to="Nobody")
+    [problem] = [line for line in reject(write(tmp_path, config)) if "escalate_to" in line]
+    assert "no group named 'Nobody'" in problem
+    rule["escalate_to"] = "Managers"
+    apply(write(tmp_path, config))
+    from agents.models import Agent
+
+    policy = Agent.objects.get(slug=config["agents"][0]["slug"]).active_behaviour.policy
+    assert policy[0]["escalate_to"] == "Managers"
