@@ -26,7 +26,9 @@ RULE_KEYS = {
     "reason",
     "escalate_after",
     "escalate_to",
+    "step_up",
 }
+STEP_UP_METHODS = {"passkey"}
 TTL_PATTERN = re.compile(r"^(\d+)([smhd])$")
 TTL_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 MAX_TTL = timedelta(days=30)
@@ -142,6 +144,8 @@ def validate_policy(
             )
         if "bulk" in rule and not isinstance(rule["bulk"], bool):
             problems.append(RuleProblem(f"{here}.bulk", "must be true or false"))
+        if "step_up" in rule and rule["step_up"] not in STEP_UP_METHODS:
+            problems.append(RuleProblem(f"{here}.step_up", "must be passkey"))
         if "reason" in rule and not isinstance(rule["reason"], str):
             problems.append(RuleProblem(f"{here}.reason", "must be text"))
         problems += _escalation_problems(rule, here)

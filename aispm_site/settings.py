@@ -14,6 +14,8 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
+from . import roles
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 # templates/ and static/ sit at the top of a checkout; an installed wheel carries them
 # inside this package (see pyproject.toml).
@@ -55,6 +57,44 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_str(name: str, default: str = "") -> str:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip()
+    if "\x00" in value or any(0xD800 <= ord(char) <= 0xDFFF for char in value):
+        raise ImproperlyConfigured(f"{name} contains a NUL or an unpaired surrogate.")
+    return value
+
+
+def env_mapping(name: str, *, allowed_values: set[str]) -> dict[str, str]:
+    """`key=Value,key2=Value2`, each value one of `allowed_values`."""
+    mapping = {}
+    for item in env_list(name, []):
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise ImproperlyConfigured(
+                f"{name} must look like group=Role,group2=Role (got {item!r})."
+            )
+        if value not in allowed_values:
+            raise ImproperlyConfigured(
+                f"{name} maps {key!r} to {value!r}; "
+                f"the roles are {', '.join(sorted(allowed_values))}."
+            )
+        mapping[key] = value
+    return mapping
+
+
+def env_choice(name: str, default: str, *, choices: set[str]) -> str:
+    value = env_str(name, default)
+    if value not in choices:
+        raise ImproperlyConfigured(
+            f"{name} must be one of {', '.join(sorted(choices))} (got {value!r})."
+        )
+    return value
+
+
 def env_database(name: str) -> dict:
     raw = os.environ.get(name, "").strip()
     if not raw:
@@ -70,7 +110,13 @@ def env_database(name: str) -> dict:
             f"(got scheme {scheme!r})."
         )
     try:
-        config = dj_database_url.parse(raw, conn_max_age=600)
+        # Persistent connections: each gunicorn worker or Celery process keeps one
+        # connection for up to DATABASE_CONN_MAX_AGE seconds instead of opening one a
+        # request (0 closes it after each request). A sync worker serves one request at
+        # a time, so a pool per process would hold the same single connection.
+        config = dj_database_url.parse(
+            raw, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 600, minimum=0)
+        )
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name} is not a valid database URL: {exc}") from None
     if not config.get("NAME"):
@@ -120,8 +166,8 @@ def env_signing_key(name: str) -> bytes | None:
     return seed
 
 
-def env_url(name: str, *, schemes: set[str]) -> str:
-    raw = os.environ.get(name, "").strip()
+def env_url(name: str, *, schemes: frozenset[str] = frozenset({"http", "https"})) -> str:
+    raw = env_str(name)
     if not raw:
         return ""
     parts = urlsplit(raw)
@@ -129,6 +175,8 @@ def env_url(name: str, *, schemes: set[str]) -> str:
         raise ImproperlyConfigured(
             f"{name} must start with one of {', '.join(sorted(schemes))}:// (got {raw!r})."
         )
+    if parts.scheme in {"http", "https"} and not parts.hostname:
+        raise ImproperlyConfigured(f"{name} must be an http(s) URL with a host (got {raw!r}).")
     try:
         parts.port  # noqa: B018 - raises on a non-numeric port
     except ValueError:
@@ -220,17 +268,30 @@ MIDDLEWARE = [
     "aispm_site.middleware.RequestContextMiddleware",
     "aispm_site.middleware.RefuseHostileInputMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # The agent API leaves here for AISPM_API_MIDDLEWARE; everything below is for people.
+    "aispm_site.middleware.ApiFastPathMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Renews single sign-on sessions silently, and ends those the provider no longer backs.
+    "aispm_site.oidc.SessionRefresh",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     # Last, as django-axes requires: it turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
+]
+
+# Agents authenticate with a key on every request: no session, messages, CSRF,
+# htmx or login throttling, only the middleware that sets response headers.
+AISPM_API_PREFIX = "/api/v1/"
+AISPM_API_MIDDLEWARE = [
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "aispm_site.urls"
@@ -267,7 +328,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # address lock that pair out for 15 minutes; a correct password does not lift it.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    "aispm_site.oidc.LocalPasswordBackend",
+    "aispm_site.oidc.Backend",
 ]
 AXES_ENABLED = True
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
@@ -280,6 +342,30 @@ AXES_RESET_ON_SUCCESS = True
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_HTTP_RESPONSE_CODE = 429
+
+# Single sign-on (OpenID Connect, mozilla-django-oidc), on when OIDC_ISSUER is set. See
+# README "Sign-in and signed approvals". Local passwords can be turned off; superusers
+# keep theirs as the break-glass way in.
+AISPM_LOCAL_LOGIN = env_bool("AISPM_LOCAL_LOGIN", True)
+OIDC_ISSUER = env_url("OIDC_ISSUER")
+OIDC_RP_CLIENT_ID = env_str("OIDC_CLIENT_ID")
+OIDC_RP_CLIENT_SECRET = env_str("OIDC_CLIENT_SECRET")
+if OIDC_ISSUER and not (OIDC_RP_CLIENT_ID and OIDC_RP_CLIENT_SECRET):
+    raise ImproperlyConfigured("OIDC_ISSUER is set: set OIDC_CLIENT_ID and OIDC_CLIENT_SECRET too.")
+OIDC_GROUPS_CLAIM = env_str("OIDC_GROUPS_CLAIM", "groups") or "groups"
+OIDC_GROUP_MAP = env_mapping(
+    "OIDC_GROUP_MAP", allowed_values={roles.REVIEWERS, roles.AGENT_ADMINS, roles.AUDITORS}
+)
+OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS = env_int("OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS", 900, minimum=30)
+OIDC_RP_SIGN_ALGO = env_choice(
+    "OIDC_SIGN_ALGO", "RS256", choices={"RS256", "RS384", "RS512", "ES256", "ES384", "ES512"}
+)
+OIDC_RP_SCOPES = env_str("OIDC_SCOPES", "openid email profile") or "openid email profile"
+OIDC_USE_PKCE = True
+OIDC_USE_NONCE = True
+OIDC_STORE_ID_TOKEN = True
+OIDC_TIMEOUT = 10
+OIDC_EXEMPT_URLS = ["logout", "healthz"]
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -314,6 +400,12 @@ SECURE_CSP = {
     "frame-ancestors": [CSP.NONE],
     "form-action": [CSP.SELF],
 }
+
+if OIDC_ISSUER:
+    # Logging out POSTs to aispm, which redirects to the provider's end-session page,
+    # and browsers hold that redirect to form-action too.
+    _issuer = urlsplit(OIDC_ISSUER)
+    SECURE_CSP["form-action"].append(f"{_issuer.scheme}://{_issuer.netloc}")
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
@@ -352,6 +444,11 @@ CELERY_TASK_TIME_LIMIT = 60
 # a task that is still running.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
 CELERY_TIMEZONE = "UTC"
+# Celery's Django fixup closes every database connection before and after each task
+# unless told to reuse them: a new PostgreSQL connection for every release. Reuse it as
+# web requests do (DATABASE_CONN_MAX_AGE); aispm_site.celery closes a broken or expired
+# one before each task, and the fixup still closes all every CELERY_DB_REUSE_MAX tasks.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000, minimum=0)
 # Publishing must not hang a request while the broker is down: fail fast, and let
 # the release sweeper enqueue what was missed.
 CELERY_TASK_PUBLISH_RETRY = False
@@ -455,6 +552,14 @@ CELERY_BEAT_SCHEDULE["notification-resend"] = {
     "task": "approvals.notifications.tasks.resend_queued_notifications",
     "schedule": 300.0,
 }
+# Step-up: decisions of this risk or higher need a passkey-signed approval even when
+# their policy rule does not say `step_up: passkey` (empty: only rules that say so).
+AISPM_STEP_UP_DEFAULT_RISK = env_choice(
+    "AISPM_STEP_UP_DEFAULT_RISK", "", choices={"", "low", "medium", "high", "critical"}
+)
+# WebAuthn relying party; by default the host and origin the browser used.
+AISPM_WEBAUTHN_RP_ID = env_str("AISPM_WEBAUTHN_RP_ID")
+AISPM_WEBAUTHN_ORIGIN = env_url("AISPM_WEBAUTHN_ORIGIN").rstrip("/")
 AISPM_MAX_BODY_BYTES = 256 * 1024
 # The MCP gateway (/mcp/): how long a tool call waits for its release, and for reviewers.
 AISPM_MCP_RELEASE_WAIT_SECONDS = env_int("AISPM_MCP_RELEASE_WAIT_SECONDS", 10, minimum=0)
@@ -467,7 +572,8 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "approvals.api.errors.exception_handler",
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # orjson, with DRF's renderer as the fallback for what it would write differently.
+    "DEFAULT_RENDERER_CLASSES": ["approvals.api.fast_json.FastJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
 }
 SPECTACULAR_SETTINGS = {

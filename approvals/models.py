@@ -584,3 +584,6 @@ class StandingApproval(models.Model):
             and self.starts_at <= now < self.ends_at
             and self.used_count < self.max_count
         )
+
+
+from .passkey_models import Passkey, ReviewSignature  # noqa: E402,F401 - registered with this app

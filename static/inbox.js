@@ -23,22 +23,14 @@
     });
   }
 
-  function open(link) {
-    if (!link) { return; }
-    htmx.ajax("GET", link.href, { target: "#decision-detail", swap: "outerHTML" }).then(function () {
-      history.pushState({}, "", link.href);
-      markSelected();
-      const approve = document.getElementById("approve-button");
-      (approve || link).focus({ preventScroll: false });
-    });
-  }
-
   function move(step) {
     const list = rows();
     if (!list.length) { return; }
     let index = selectedIndex(list) + step;
     index = Math.max(0, Math.min(list.length - 1, index));
-    open(list[index].querySelector(".row-link"));
+    // The row link carries hx-get, hx-target and hx-push-url: a click is all it takes.
+    const link = list[index].querySelector(".row-link");
+    if (link) { link.click(); }
   }
 
   function typing(target) {
@@ -88,14 +80,16 @@
   });
 
   document.addEventListener("click", function (event) {
-    const link = event.target.closest("#inbox .row-link");
-    if (link && !event.ctrlKey && !event.metaKey && !event.shiftKey && event.button === 0) {
-      event.preventDefault();
-      open(link);
-      return;
-    }
     if (event.target.closest("#shortcuts-button")) { showShortcuts(); }
   });
+
+  // A modified click on a row link opens its href in a new tab, as links do:
+  // stop it here, before htmx's listener on the link swaps it into this page.
+  document.addEventListener("click", function (event) {
+    if (event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) {
+      if (event.target.closest("#inbox .row-link")) { event.stopPropagation(); }
+    }
+  }, true);
 
   // Bulk approval asks first, stating how many decisions it will approve.
   document.addEventListener("htmx:confirm", function (event) {
@@ -118,6 +112,11 @@
   document.addEventListener("htmx:afterSettle", function (event) {
     markSelected();
     tick();
+    // A row link opened a decision: put the keyboard on its approve button.
+    if (event.detail.elt && event.detail.elt.classList && event.detail.elt.classList.contains("row-link")) {
+      (document.getElementById("approve-button") || event.detail.elt).focus({ preventScroll: false });
+      return;
+    }
     if (event.detail.target && event.detail.target.id === "inbox") {
       const approve = document.getElementById("approve-button");
       const selected = document.querySelector("#inbox .inbox-row.is-selected .row-link");

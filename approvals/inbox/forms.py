@@ -35,6 +35,8 @@ class ApproveForm(hostile.Form):
         empty_value=None,
         widget=forms.HiddenInput,
     )
+    # A WebAuthn assertion, for decisions that need a passkey-signed approval.
+    assertion = forms.CharField(required=False, max_length=64 * 1024, strip=False)
 
 
 class RejectForm(hostile.Form):

@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('agents', '0004_anomalies'),
-        ('approvals', '0010_reviewer_capacity_2'),
+        ('approvals', '0011_reviewer_capacity_2'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
