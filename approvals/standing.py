@@ -192,6 +192,19 @@ def standing_approval_revoke(
     return standing
 
 
+def step_up_needed(*, version, rule_id: str, risk: str) -> bool:
+    """Whether a decision on this route would need a passkey-signed approval (see
+    approvals.passkeys.step_up_required), decided without a query: a standing
+    approval must never stand in for a step-up."""
+    from django.conf import settings
+
+    for rule in (version.policy if version is not None else None) or []:
+        if isinstance(rule, dict) and rule.get("id") == rule_id and rule.get("step_up"):
+            return True
+    threshold = settings.AISPM_STEP_UP_DEFAULT_RISK
+    return bool(threshold) and RISK_RANK.get(risk, 2) >= RISK_RANK.get(threshold, 5)
+
+
 def standing_match(
     *, agent: Agent, action_type: ActionType, params: dict, risk: str, now: datetime
 ) -> StandingApproval | None:

@@ -143,7 +143,14 @@ def _decision_store(
         # Standing approvals (issue 17): only in place of asking one reviewer; never
         # past a deny rule, a second approver or an anomaly signal.
         standing = None
-        if status == Decision.Status.PENDING and route.approvals == 1 and not notes:
+        if (
+            status == Decision.Status.PENDING
+            and route.approvals == 1
+            and not notes
+            and not standing_approvals.step_up_needed(
+                version=version, rule_id=route.rule, risk=route.risk
+            )
+        ):
             standing = standing_approvals.standing_match(
                 agent=agent, action_type=action_type, params=params, risk=route.risk, now=now
             )

@@ -285,3 +285,23 @@ def test_the_agent_api_shows_approval_standing_and_the_link(world, trusted):
     body = response.json()
     assert body["approval"] == "standing"
     assert body["standing_approval"] == str(created.pk)
+
+
+def test_it_never_stands_in_for_a_passkey_step_up(world, trusted, settings):
+    _create(_submit(world), trusted, condition='params.vendor == "Acme" && params.amount > 0')
+    agent = world["agent"]
+    agent.active_behaviour = BehaviourVersionFactory(
+        agent=agent,
+        number=2,
+        policy=[{"id": "all", "outcome": "review", "risk": "medium", "step_up": "passkey"}],
+    )
+    agent.save()
+    assert _submit(world, amount=10).is_pending
+    agent.active_behaviour = BehaviourVersionFactory(
+        agent=agent, number=3, policy=[{"id": "all", "outcome": "review", "risk": "medium"}]
+    )
+    agent.save()
+    settings.AISPM_STEP_UP_DEFAULT_RISK = "medium"
+    assert _submit(world, amount=10).is_pending
+    settings.AISPM_STEP_UP_DEFAULT_RISK = ""
+    assert not _submit(world, amount=10).is_pending
