@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = """
 import sys
 import aispm_site.wsgi
-print("approvals.api.views" in sys.modules, "approvals.invisible" in sys.modules)
+print("approvals.api.decisions" in sys.modules, "approvals.invisible" in sys.modules)
 """
 
 

@@ -19,7 +19,7 @@ from rest_framework.exceptions import ParseError
 from rest_framework.renderers import JSONRenderer
 
 from approvals.api import errors as api_errors
-from approvals.api import views
+from approvals.api import parsers
 from approvals.api.fast_json import FastJSONParser, FastJSONRenderer
 
 BODY = json.dumps(
@@ -78,7 +78,7 @@ def parse(parser, body: bytes, encoding: str = "utf-8"):
 @pytest.mark.parametrize("name", BODIES)
 def test_the_orjson_parser_agrees_with_the_standard_parser(name):
     body = BODIES[name]
-    standard = parse(views.SafeJSONParser(), body)
+    standard = parse(parsers.SafeJSONParser(), body)
     fast = parse(FastJSONParser(), body)
 
     assert fast == standard

@@ -2,16 +2,17 @@
 
 import pytest
 
-from approvals.api import views
+from approvals.api import base
 from approvals.api.fast_json import FastJSONParser
-from tests.approvals import test_api_submit, test_hostile_api
+from tests.approvals.api import test_hostile as test_hostile_api
+from tests.approvals.api import test_submit as test_api_submit
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
 def orjson_parser(monkeypatch):
-    monkeypatch.setattr(views.AgentAPIView, "parser_classes", [FastJSONParser])
+    monkeypatch.setattr(base.AgentAPIView, "parser_classes", [FastJSONParser])
 
 
 def _tests_of(module):
