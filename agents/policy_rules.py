@@ -24,6 +24,8 @@ RULE_KEYS = {
     "risk",
     "bulk",
     "reason",
+    "escalate_after",
+    "escalate_to",
     "step_up",
 }
 STEP_UP_METHODS = {"passkey"}
@@ -146,6 +148,37 @@ def validate_policy(
             problems.append(RuleProblem(f"{here}.step_up", "must be passkey"))
         if "reason" in rule and not isinstance(rule["reason"], str):
             problems.append(RuleProblem(f"{here}.reason", "must be text"))
+        problems += _escalation_problems(rule, here)
+    return problems
+
+
+def _escalation_problems(rule: dict, here: str) -> list[RuleProblem]:
+    """`escalate_after: 2h` with `escalate_to: <group>`, together, on review rules only."""
+    after, to = rule.get("escalate_after"), rule.get("escalate_to")
+    if after is None and to is None:
+        return []
+    problems = []
+    if after is None or to is None:
+        missing = "escalate_to" if to is None else "escalate_after"
+        problems.append(RuleProblem(f"{here}.{missing}", "is required with the other one"))
+    if rule.get("outcome") != Outcome.REVIEW:
+        problems.append(RuleProblem(f"{here}.escalate_after", "applies only to review rules"))
+    if after is not None:
+        try:
+            parse_ttl(after)
+        except ValueError as exc:
+            problems.append(
+                RuleProblem(f"{here}.escalate_after", str(exc).replace("ttl", "escalate_after"))
+            )
+    if to is not None:
+        from django.contrib.auth.models import Group
+
+        from aispm_site.hostile import text_problem
+
+        if not isinstance(to, str) or not to.strip() or text_problem(to):
+            problems.append(RuleProblem(f"{here}.escalate_to", "must name a group"))
+        elif not Group.objects.filter(name=to).exists():
+            problems.append(RuleProblem(f"{here}.escalate_to", f"no group named {to!r}"))
     return problems
 
 

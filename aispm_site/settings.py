@@ -332,6 +332,32 @@ AISPM_POSTURE_REJECTION_PERCENT = env_int("AISPM_POSTURE_REJECTION_PERCENT", 40,
 AISPM_POSTURE_REJECTION_MIN_REVIEWS = env_int("AISPM_POSTURE_REJECTION_MIN_REVIEWS", 10, minimum=1)
 AISPM_POSTURE_MAX_SUPERUSERS = env_int("AISPM_POSTURE_MAX_SUPERUSERS", 2, minimum=1)
 AISPM_POSTURE_QUEUE_MIN_DECISIONS = env_int("AISPM_POSTURE_QUEUE_MIN_DECISIONS", 5, minimum=1)
+# Reviewer capacity (issue 17): the address reviewers reach aispm at, for links in
+# notifications; how often digests and the resend sweep run.
+AISPM_PUBLIC_URL = (
+    env_url("AISPM_PUBLIC_URL", schemes={"http", "https"}) or "http://localhost:8000"
+).rstrip("/")
+AISPM_NOTIFICATIONS_ENABLED = not env_bool("AISPM_NOTIFICATIONS_OFF")
+CELERY_BEAT_SCHEDULE["notify-new-decisions"] = {
+    "task": "approvals.notifications.tasks.notify_new_decisions",
+    "schedule": 5.0,
+}
+CELERY_BEAT_SCHEDULE["notification-digests"] = {
+    "task": "approvals.notifications.tasks.send_notification_digests",
+    "schedule": 60.0,
+}
+CELERY_BEAT_SCHEDULE["escalate-decisions"] = {
+    "task": "approvals.capacity_tasks.escalate_decisions",
+    "schedule": 60.0,
+}
+CELERY_BEAT_SCHEDULE["insert-canaries"] = {
+    "task": "approvals.capacity_tasks.insert_canaries",
+    "schedule": 15 * 60.0,
+}
+CELERY_BEAT_SCHEDULE["notification-resend"] = {
+    "task": "approvals.notifications.tasks.resend_queued_notifications",
+    "schedule": 300.0,
+}
 # Step-up: decisions of this risk or higher need a passkey-signed approval even when
 # their policy rule does not say `step_up: passkey` (empty: only rules that say so).
 AISPM_STEP_UP_DEFAULT_RISK = env_choice(

@@ -19,6 +19,7 @@ urlpatterns = [
     path("", include("approvals.inbox.urls")),
     path("audit/", include("audit.screens.urls")),
     path("posture/", include("audit.screens.posture_urls")),
+    path("analytics/", include("audit.screens.analytics_urls")),
     path("agents/", include("agents.screens.urls")),
     path("security/", include("agents.screens.urls_security")),
     path("api/v1/", include("approvals.api.urls")),

@@ -163,7 +163,7 @@ def _split(
         return None  # one large amount is not a split; policy routes it on its own
     window = parse_duration(rule["window"])
     same = Decision.objects.filter(
-        agent=agent, action_type=action_type, created_at__gte=now - window
+        agent=agent, action_type=action_type, created_at__gte=now - window, canary=False
     ).exclude(status__in=NOT_COUNTED)
     if exclude is not None:
         same = same.exclude(pk=exclude.pk)
@@ -237,11 +237,13 @@ def rate_spike(*, agent: Agent, now: datetime) -> list[Signal]:
     signals = []
     for rule in rules_for(agent, kind="rate_spike"):
         window, baseline = parse_duration(rule["window"]), parse_duration(rule["baseline"])
-        recent = Decision.objects.filter(agent=agent, created_at__gte=now - window).count()
+        recent = Decision.objects.filter(
+            agent=agent, created_at__gte=now - window, canary=False
+        ).count()
         if recent < rule["min_count"]:
             continue
         before = Decision.objects.filter(
-            agent=agent, created_at__gte=now - baseline, created_at__lt=now - window
+            agent=agent, created_at__gte=now - baseline, created_at__lt=now - window, canary=False
         ).count()
         windows = max((baseline - window) / window, 1)
         usual = before / windows

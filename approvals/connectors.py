@@ -303,6 +303,22 @@ def post_signed(*, url: str, secret: str, message_id: str, payload: dict) -> Del
         "webhook-signature": signature,
         "Idempotency-Key": message_id,
     }
+    return _post(target=target, body=body, headers=headers, started=started)
+
+
+def post_json(*, url: str, payload: dict) -> Delivery:
+    """POST plain JSON to a checked target (chat incoming webhooks, which sign nothing)."""
+    started = time.monotonic()
+    body = json.dumps(payload, cls=DjangoJSONEncoder, separators=(",", ":"))
+    try:
+        target = check_target(url)
+    except TargetRefused as exc:
+        return Delivery(False, retryable=False, error=str(exc)[:EXCERPT_CHARS])
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+    return _post(target=target, body=body, headers=headers, started=started)
+
+
+def _post(*, target: Target, body: str, headers: dict, started: float) -> Delivery:
     kind = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
     key = _pool_key(target)
     connection = _pool.take(key)

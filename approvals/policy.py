@@ -24,6 +24,9 @@ class Route:
     ttl: timedelta
     risk: str
     bulk: bool
+    # Escalation (issue 17): after this long pending, the group is added and notified.
+    escalate_after: timedelta | None = None
+    escalate_to: str = ""
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ class CompiledRule:
     risk: str
     bulk: bool
     reason: str
+    escalate_after: timedelta | None = None
+    escalate_to: str = ""
 
 
 def _compile_rule(raw: dict) -> CompiledRule:
@@ -51,6 +56,8 @@ def _compile_rule(raw: dict) -> CompiledRule:
         risk=raw.get("risk", ""),
         bulk=bool(raw.get("bulk", False)),
         reason=str(raw.get("reason", "")),
+        escalate_after=parse_ttl(raw["escalate_after"]) if raw.get("escalate_after") else None,
+        escalate_to=str(raw.get("escalate_to", "")),
     )
 
 
@@ -115,6 +122,8 @@ def route(
                     ttl=rule.ttl or _default_ttl(),
                     risk=rule.risk or action_type.effective_risk,
                     bulk=False,
+                    escalate_after=rule.escalate_after,
+                    escalate_to=rule.escalate_to,
                 )
             if matched is not True:
                 if isinstance(matched, bool):
@@ -130,6 +139,8 @@ def route(
                     ttl=rule.ttl or _default_ttl(),
                     risk=rule.risk or action_type.effective_risk,
                     bulk=False,
+                    escalate_after=rule.escalate_after,
+                    escalate_to=rule.escalate_to,
                 )
         outcome, explanation = rule.outcome, rule.reason or f"Matched rule {rule.id!r}."
         if outcome == Outcome.ALLOW and action_type.irreversible:
@@ -143,6 +154,8 @@ def route(
             ttl=rule.ttl or _default_ttl(),
             risk=rule.risk or action_type.effective_risk,
             bulk=rule.bulk,
+            escalate_after=rule.escalate_after,
+            escalate_to=rule.escalate_to,
         )
     outcome = action_type.default_outcome or Outcome.REVIEW
     if outcome == Outcome.ALLOW and action_type.irreversible:

@@ -60,6 +60,6 @@ def check_and_count(*, agent, action_type, limit: int | None, now: datetime) -> 
             log.warning("rate limit: Redis unavailable, counting from the database")
     window_start = now - timedelta(seconds=WINDOW_SECONDS - remaining)
     used = Decision.objects.filter(
-        agent=agent, action_type=action_type, created_at__gte=window_start
+        agent=agent, action_type=action_type, created_at__gte=window_start, canary=False
     ).count()
     return remaining if used >= limit else None

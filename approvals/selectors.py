@@ -12,7 +12,7 @@ from django.utils import timezone
 from agents.models import RISK_RANK, ActionType, Agent, Risk
 from aispm_site import hostile
 
-from .models import Decision, Review
+from .models import Decision, DecisionSnooze, Review
 
 FEEDBACK_PAGE = 100
 
@@ -24,14 +24,14 @@ def _with_reviews(queryset: QuerySet[Decision]) -> QuerySet[Decision]:
 
 
 def decisions_for_agent(*, agent: Agent, status: str | None = None) -> QuerySet[Decision]:
-    queryset = Decision.objects.filter(agent=agent)
+    queryset = Decision.objects.filter(agent=agent, canary=False)
     if status:
         queryset = queryset.filter(status=status)
     return _with_reviews(queryset)
 
 
 def decision_for_agent(*, agent: Agent, decision_id) -> Decision | None:
-    return _with_reviews(Decision.objects.filter(agent=agent, pk=decision_id)).first()
+    return _with_reviews(Decision.objects.filter(agent=agent, pk=decision_id, canary=False)).first()
 
 
 def encode_feedback_cursor(review: Review) -> str:
@@ -77,7 +77,7 @@ def feedback_for_agent(
     stays valid however reviews commit."""
     txid, pk = after
     return list(
-        Review.objects.filter(decision__agent=agent)
+        Review.objects.filter(decision__agent=agent, decision__canary=False)
         .filter(Q(txid__gt=txid) | Q(txid=txid, pk__gt=pk))
         .filter(_finished_transactions())
         .select_related("reviewer", "decision__action_type")
@@ -117,8 +117,13 @@ class InboxFilters:
         return {name: value for name, value in vars(self).items() if value}
 
 
-def _pending(filters: InboxFilters, *, now: datetime) -> QuerySet[Decision]:
+def _pending(filters: InboxFilters, *, now: datetime, reviewer=None) -> QuerySet[Decision]:
     queryset = Decision.objects.filter(status=Decision.Status.PENDING)
+    if reviewer is not None:
+        # What this reviewer snoozed stays out of their own queue until then.
+        queryset = queryset.exclude(
+            pk__in=DecisionSnooze.objects.filter(user=reviewer, until__gt=now).values("decision_id")
+        )
     if filters.agent:
         queryset = queryset.filter(agent__slug=filters.agent)
     if filters.action:
@@ -156,11 +161,16 @@ class InboxPage:
 
 
 def inbox_page(
-    *, filters: InboxFilters, cursor: str = "", size: int = INBOX_PAGE, now: datetime
+    *,
+    filters: InboxFilters,
+    cursor: str = "",
+    size: int = INBOX_PAGE,
+    now: datetime,
+    reviewer=None,
 ) -> InboxPage:
     """One page of pending decisions in one query, by keyset, whatever the page number."""
     queryset = (
-        _pending(filters, now=now)
+        _pending(filters, now=now, reviewer=reviewer)
         .select_related("agent", "action_type")
         .order_by("-risk_rank", "expires_at", "id")
     )
@@ -186,14 +196,16 @@ def inbox_page(
 
 
 def inbox_next_after(
-    *, decision: Decision, filters: InboxFilters, now: datetime
+    *, decision: Decision, filters: InboxFilters, now: datetime, reviewer=None
 ) -> Decision | None:
     """The pending decision that follows `decision` in inbox order, or the first one."""
     if decision.expires_at is not None:
-        following = inbox_page(filters=filters, cursor=_inbox_key(decision), size=1, now=now)
+        following = inbox_page(
+            filters=filters, cursor=_inbox_key(decision), size=1, now=now, reviewer=reviewer
+        )
         if following.decisions:
             return following.decisions[0]
-    first = inbox_page(filters=filters, size=1, now=now)
+    first = inbox_page(filters=filters, size=1, now=now, reviewer=reviewer)
     return first.decisions[0] if first.decisions else None
 
 
@@ -233,7 +245,7 @@ HUMAN_APPROVED = [
 
 def agent_record(*, decision: Decision, recent: int = 5) -> dict:
     """The agent's track record with reviewers, and its last decisions of this action."""
-    counts = Decision.objects.filter(agent_id=decision.agent_id).aggregate(
+    counts = Decision.objects.filter(agent_id=decision.agent_id, canary=False).aggregate(
         approved=Count("pk", filter=Q(approval=Decision.Approval.HUMAN, status__in=HUMAN_APPROVED)),
         rejected=Count("pk", filter=Q(status=Decision.Status.REJECTED)),
     )
@@ -261,7 +273,7 @@ def version_metrics(*, agent: Agent) -> list[dict]:
     """Per behaviour version: counts, rejection rate, median time to decision and the
     top reject reasons and tags, newest version first."""
     rows = (
-        Decision.objects.filter(agent=agent, behaviour_version__isnull=False)
+        Decision.objects.filter(agent=agent, behaviour_version__isnull=False, canary=False)
         .values("behaviour_version")
         .annotate(
             decisions=Count("pk"),
@@ -277,7 +289,9 @@ def version_metrics(*, agent: Agent) -> list[dict]:
         .order_by("-behaviour_version")
     )
     edited = dict(
-        Review.objects.filter(decision__agent=agent, verdict=Review.Verdict.EDIT_APPROVE)
+        Review.objects.filter(
+            decision__agent=agent, decision__canary=False, verdict=Review.Verdict.EDIT_APPROVE
+        )
         .values("decision__behaviour_version")
         .annotate(n=Count("decision", distinct=True))
         .values_list("decision__behaviour_version", "n")
@@ -291,11 +305,13 @@ def version_metrics(*, agent: Agent) -> list[dict]:
             agent=agent,
             behaviour_version=number,
             decided_at__isnull=False,
+            canary=False,
         ).values_list("created_at", "decided_at")[:MEDIAN_SAMPLE]
         durations = [(decided - created).total_seconds() for created, decided in decided_by_people]
         rejects = Review.objects.filter(
             decision__agent=agent,
             decision__behaviour_version=number,
+            decision__canary=False,
             verdict=Review.Verdict.REJECT,
         ).values_list("comment", "tags")[:MEDIAN_SAMPLE]
         reasons, tags = Counter(), Counter()
@@ -370,7 +386,7 @@ def feedback_rows(
     *, agent: Agent, version: int | None = None, since=None, until=None
 ) -> QuerySet[Review]:
     """Reviews with their decision context, for the feedback JSON Lines export."""
-    reviews = Review.objects.filter(decision__agent=agent)
+    reviews = Review.objects.filter(decision__agent=agent, decision__canary=False)
     if version is not None:
         reviews = reviews.filter(decision__behaviour_version=version)
     if since is not None:

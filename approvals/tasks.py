@@ -14,8 +14,9 @@ from django.utils import timezone
 from agents import crypto
 from aispm_site.logging import bind_decision_id
 
-from . import connectors
+from . import capacity_tasks, connectors  # noqa: F401 - capacity_tasks registers its tasks
 from .models import Decision
+from .notifications import tasks as notification_tasks  # noqa: F401 - registers them
 
 log = logging.getLogger(__name__)
 

@@ -62,6 +62,10 @@ class DecisionOut(serializers.Serializer):
     policy = PolicyOut(source="*")
     risk = serializers.CharField()
     required_approvals = serializers.IntegerField()
+    # How it was approved: auto (policy), human, standing (a reviewer's standing
+    # approval, linked), or "" while undecided.
+    approval = serializers.CharField(allow_blank=True)
+    standing_approval = serializers.UUIDField(allow_null=True)
     reviews = ReviewOut(many=True)
     behaviour_version = serializers.IntegerField(allow_null=True)
     created_at = serializers.DateTimeField()
@@ -92,6 +96,10 @@ def decision_representation(decision: Decision, reviews=None) -> dict:
         },
         "risk": decision.risk,
         "required_approvals": decision.required_approvals,
+        "approval": decision.approval,
+        "standing_approval": str(decision.standing_approval_id)
+        if decision.standing_approval_id
+        else None,
         "reviews": [
             {
                 "verdict": review.verdict,

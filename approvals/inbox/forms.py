@@ -26,6 +26,15 @@ class ParamsHashField(forms.RegexField):
 class ApproveForm(hostile.Form):
     params_hash = ParamsHashField()
     comment = forms.CharField(required=False, max_length=2000, widget=forms.Textarea)
+    # Attention signals (approvals.attention): optional, and never a reason to refuse.
+    viewed = forms.CharField(required=False, max_length=500, widget=forms.HiddenInput)
+    params_expanded = forms.TypedChoiceField(
+        required=False,
+        choices=[("", ""), ("0", "0"), ("1", "1")],
+        coerce=lambda value: value == "1",
+        empty_value=None,
+        widget=forms.HiddenInput,
+    )
     # A WebAuthn assertion, for decisions that need a passkey-signed approval.
     assertion = forms.CharField(required=False, max_length=64 * 1024, strip=False)
 

@@ -1,9 +1,10 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import passkeys, views
 
 app_name = "approvals"
 urlpatterns = [
+    path("", include("approvals.inbox.notify_urls")),
     path("inbox/", views.inbox, name="inbox"),
     path("inbox/counter/", views.inbox_counter, name="counter"),
     path("inbox/bulk-approve/", views.bulk_approve, name="bulk-approve"),

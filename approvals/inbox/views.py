@@ -15,7 +15,7 @@ from django_htmx.http import push_url, reswap, retarget
 
 from aispm_site.roles import REVIEW_PERMISSION, permission_required
 
-from .. import passkeys, selectors, services
+from .. import attention, passkeys, selectors, services
 from ..models import Decision
 from .forms import ApproveForm, BulkApproveForm, ParamsEditForm, RejectForm
 
@@ -83,9 +83,9 @@ def _inbox_context(
     now = timezone.now()
     cursor = request.GET.get("after", "")
     try:
-        page = selectors.inbox_page(filters=filters, cursor=cursor, now=now)
+        page = selectors.inbox_page(filters=filters, cursor=cursor, now=now, reviewer=request.user)
     except ValueError:
-        page = selectors.inbox_page(filters=filters, now=now)
+        page = selectors.inbox_page(filters=filters, now=now, reviewer=request.user)
     if selected is None and page.decisions:
         selected = selectors.decision_for_review(decision_id=page.decisions[0].pk)
     return {
@@ -141,7 +141,9 @@ def decision_detail(request: HttpRequest, decision_id) -> HttpResponse:
 def _after_action(request: HttpRequest, decision: Decision) -> HttpResponse:
     """Open the next decision: the inbox fragment for htmx, a redirect otherwise."""
     filters = selectors.InboxFilters.from_query(request.POST)
-    following = selectors.inbox_next_after(decision=decision, filters=filters, now=timezone.now())
+    following = selectors.inbox_next_after(
+        decision=decision, filters=filters, now=timezone.now(), reviewer=request.user
+    )
     if not request.htmx:
         return redirect(_inbox_url(filters, following))
     selected = selectors.decision_for_review(decision_id=following.pk) if following else None
@@ -190,6 +192,12 @@ def decision_approve(request: HttpRequest, decision_id) -> HttpResponse:
             expected_params_hash=form.cleaned_data["params_hash"],
             assertion=form.cleaned_data["assertion"] or None,
             relying_party=passkeys.relying_party(request),
+        )
+        attention.attention_record(
+            decision=decision,
+            reviewer=request.user,
+            token=form.cleaned_data["viewed"],
+            params_expanded=form.cleaned_data["params_expanded"],
         )
         messages.success(request, f"Approved: {decision.summary}")
 

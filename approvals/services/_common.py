@@ -105,7 +105,7 @@ def enqueue_release(decision: Decision) -> None:
 
 def notify(decision: Decision, event: str) -> None:
     """Tell the agent about `event` once the current transaction commits."""
-    if decision.agent.callback_url:
+    if decision.agent.callback_url and not decision.canary:
         transaction.on_commit(
             partial(tasks.notify_agent.delay, str(decision.pk), event), robust=True
         )

@@ -11,6 +11,7 @@ from agents.models import ActionType, Agent, AgentKey, Outcome
 from agents.selectors import active_behaviour
 from agents.summary import render_summary
 from approvals import anomalies, policy
+from approvals import standing as standing_approvals
 from approvals.models import Decision
 from audit.services import audit_record
 
@@ -139,12 +140,39 @@ def _decision_store(
         Outcome.DENY: Decision.Status.DENIED,
     }.get(route.outcome, Decision.Status.PENDING)
     with transaction.atomic():
+        # Standing approvals (issue 17): only in place of asking one reviewer; never
+        # past a deny rule, a second approver or an anomaly signal.
+        standing = None
+        if (
+            status == Decision.Status.PENDING
+            and route.approvals == 1
+            and not notes
+            and not standing_approvals.step_up_needed(
+                version=version, rule_id=route.rule, risk=route.risk
+            )
+        ):
+            standing = standing_approvals.standing_match(
+                agent=agent, action_type=action_type, params=params, risk=route.risk, now=now
+            )
+        if standing is not None:
+            status = Decision.Status.APPROVED
+            route = dataclasses.replace(
+                route,
+                explanation=f"{route.explanation} Allowed by standing approval {standing.pk}.",
+            )
         decision = Decision.objects.create(
             agent=agent,
             action_type=action_type,
             key=key,
             status=status,
-            approval=Decision.Approval.AUTO if status == Decision.Status.APPROVED else "",
+            approval=(Decision.Approval.STANDING if standing else Decision.Approval.AUTO)
+            if status == Decision.Status.APPROVED
+            else "",
+            standing_approval=standing,
+            escalate_at=now + route.escalate_after
+            if status == Decision.Status.PENDING and route.escalate_after
+            else None,
+            escalate_to=route.escalate_to,
             summary=render_summary(action_type.summary_template, params),
             params=params,
             approved_params=params if status == Decision.Status.APPROVED else None,
@@ -189,8 +217,16 @@ def _decision_store(
                 "key_id": key.pk if key else None,
                 "channel": channel,
                 **({"canonicalised": canonicalised} if canonicalised else {}),
+                **({"standing_approval": str(standing.pk)} if standing else {}),
             },
         )
+        if standing is not None:
+            audit_record(
+                event="standing_approval.used",
+                actor=agent,
+                target=standing,
+                data={"decision": str(decision.pk), "used_count": standing.used_count},
+            )
         if status == Decision.Status.APPROVED:
             if release:
                 enqueue_release(decision)

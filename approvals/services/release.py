@@ -14,7 +14,7 @@ from agents.models import Agent, AgentKey, Grant
 from agents.selectors import global_stop_engaged
 from agents.services import alert_raise
 from aispm_site.logging import bind_decision_id
-from approvals import connectors, scope, tasks
+from approvals import canaries, connectors, scope, tasks
 from approvals.models import Decision, ReleaseAttempt
 from audit.services import audit_record
 
@@ -218,6 +218,8 @@ def decision_release_finish(*, decision: Decision, succeeded: bool, result: dict
 
 def release_blocker(decision: Decision) -> str | None:
     """Why this decision must not be released now, checked just before acting."""
+    if decision.canary:
+        return canaries.BLOCK_REASON
     if global_stop_engaged():
         return "The global stop is engaged."
     agent = Agent.objects.get(pk=decision.agent_id)
@@ -256,6 +258,8 @@ def decision_block(*, decision: Decision, reason: str) -> Decision:
             release_lease_until=None,
         )
         audit_record(event="decision.blocked", target=decision, data={"reason": reason})
+        if decision.canary:
+            canaries.canary_blocked(decision=decision)
         notify(decision, "blocked")
     return decision
 

@@ -256,6 +256,42 @@ def _world(admin) -> None:
     # A passkey, so the profile lists it with its revoke form. (Seed data: registering
     # one for real needs an authenticator, which tests/browser/test_passkeys.py drives.)
     Passkey.objects.create(user=admin, credential_id="c3dlZXBrZXk", public_key=b"k", name="Sweep")
+    _capacity_world(admin, first)
+
+
+def _capacity_world(admin, agent) -> None:
+    """Reviewer capacity (issue 17): a canary template, a standing approval and an
+    out-of-office delegation, whose screens only show once one exists."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from approvals import canaries, routing
+    from approvals.models import StandingApproval
+
+    grant = agent.grants.select_related("action_type").first()
+    canaries.canary_template_save(
+        actor=admin,
+        agent=agent,
+        action_type=grant.action_type,
+        params=Decision.objects.filter(agent=agent, action_type=grant.action_type).first().params,
+        reasoning="A canary.",
+    )
+    StandingApproval.objects.create(
+        agent=agent,
+        action_type=grant.action_type,
+        condition="params.x == 1",
+        max_count=1,
+        ends_at=timezone.now() + timedelta(days=1),
+        created_by=admin,
+    )
+    now = timezone.now()
+    routing.delegation_create(
+        user=admin,
+        delegate=UserFactory(username="standin", groups=["Reviewers"]),
+        starts_at=now,
+        ends_at=now + timedelta(days=1),
+    )
 
 
 @pytest.fixture

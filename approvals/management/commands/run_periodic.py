@@ -8,7 +8,8 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from approvals import tasks
+from approvals import capacity_tasks, tasks
+from approvals.notifications import tasks as notification_tasks
 from audit.tasks import seal_audit_events
 
 
@@ -20,9 +21,16 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="run each job once and exit")
 
     def handle(self, *args, interval: float, once: bool, **options):
+        canaries_at = 0.0
         while True:
             expired = tasks.expire_pending_decisions()
             swept = tasks.sweep_releases()
+            capacity_tasks.escalate_decisions()
+            notification_tasks.notify_new_decisions()
+            notification_tasks.send_notification_digests()
+            if time.monotonic() >= canaries_at:  # as often as beat runs it
+                capacity_tasks.insert_canaries()
+                canaries_at = time.monotonic() + 15 * 60
             seal_audit_events()
             if expired or swept:
                 self.stdout.write(f"expired {expired}, swept {swept} release(s)")

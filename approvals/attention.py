@@ -1,0 +1,81 @@
+"""Attention measured in the inbox: how long a decision was on screen before approval,
+and whether long params were expanded. Signals for analytics, never verdicts.
+
+The detail page carries a signed timestamp of when it was rendered (`viewed_token`);
+the approval posts it back with a flag the page's script sets when a folded (long)
+param is opened. A forged or missing token records nothing.
+"""
+
+from django.core import signing
+from django.db import transaction
+from django.utils import timezone
+
+from audit.services import audit_record
+
+from .models import Decision, Review, ReviewAttention
+
+SALT = "aispm.attention.viewed"
+MAX_SECONDS = 24 * 3600
+LONG_VALUE = 120  # the inbox folds values longer than this (approvals/_value.html)
+
+
+def viewed_token(decision: Decision) -> str:
+    return signing.dumps(
+        {"d": str(decision.pk), "t": timezone.now().timestamp()}, salt=SALT, compress=True
+    )
+
+
+def seconds_on_screen(token: str, *, decision: Decision) -> float | None:
+    try:
+        data = signing.loads(token, salt=SALT, max_age=MAX_SECONDS)
+    except signing.BadSignature:
+        return None
+    if not isinstance(data, dict) or data.get("d") != str(decision.pk):
+        return None
+    try:
+        seconds = timezone.now().timestamp() - float(data["t"])
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+    return round(seconds, 1) if 0 <= seconds <= MAX_SECONDS else None
+
+
+def has_long_params(params) -> bool:
+    if not isinstance(params, dict):
+        return False
+    for value in params.values():
+        text = value if isinstance(value, str) else str(value)
+        if len(text) > LONG_VALUE:
+            return True
+    return False
+
+
+def attention_record(
+    *, decision: Decision, reviewer, token: str, params_expanded: bool | None
+) -> ReviewAttention | None:
+    """Attach what the page measured to this reviewer's review of the decision."""
+    seconds = seconds_on_screen(token, decision=decision) if token else None
+    review = Review.objects.filter(decision=decision, reviewer=reviewer).first()
+    if review is None or (seconds is None and params_expanded is None):
+        return None
+    long_params = has_long_params(review.params_before or decision.params)
+    with transaction.atomic():
+        attention, _created = ReviewAttention.objects.update_or_create(
+            review=review,
+            defaults={
+                "seconds_on_screen": seconds,
+                "params_expanded": params_expanded if long_params else None,
+                "params_long": long_params,
+            },
+        )
+        audit_record(
+            event="review.attention_recorded",
+            actor=reviewer,
+            target=decision,
+            data={
+                "review": review.pk,
+                "seconds_on_screen": seconds,
+                "params_long": long_params,
+                "params_expanded": attention.params_expanded,
+            },
+        )
+    return attention
