@@ -4,10 +4,12 @@ from rest_framework.views import APIView
 
 from agents.auth import AgentKeyAuthentication, IsAgent
 
-from .parsers import SafeJSONParser
+from .fast_json import FastJSONParser
 
 
 class AgentAPIView(APIView):
     authentication_classes = [AgentKeyAuthentication]
     permission_classes = [IsAgent]
-    parser_classes = [SafeJSONParser]
+    # orjson, falling back to the standard parser (and its refusals) for anything
+    # orjson rejects or would read differently: tests/approvals/api/test_fast_json.py.
+    parser_classes = [FastJSONParser]

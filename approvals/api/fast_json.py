@@ -22,27 +22,15 @@ import re
 
 import orjson
 from django.core.exceptions import RequestDataTooBig
-from rest_framework import parsers, renderers
-from rest_framework.exceptions import ParseError
+from rest_framework import renderers
 from rest_framework.utils.encoders import JSONEncoder
 
 from . import errors as api_errors
+from .parsers import SafeJSONParser
 
 # 19 digits reach 2^63; orjson turns an integer literal past 2^64 into a float.
 _LONG_NUMBER = re.compile(rb"\d{19}")
 _UTF8 = {"utf-8", "utf8"}
-
-
-class SafeJSONParser(parsers.JSONParser):
-    """JSON only, and a clear 400 for input the standard parser chokes on."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError:
-            raise ParseError("JSON is nested too deeply.") from None
-        except RequestDataTooBig:
-            raise api_errors.TooLarge("The body is over 256 KiB.") from None
 
 
 class FastJSONParser(SafeJSONParser):
