@@ -189,3 +189,16 @@ def test_every_page_names_a_favicon_that_loads(page, login, live_server):
     response = page.request.get(f"{live_server.url}{href}")
     assert response.status == 200
     assert "svg" in response.headers["content-type"]
+
+
+def test_a_long_address_wraps_inside_the_inbox_list_at_1280(page, login, estate):
+    reviewer(username="rita")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    login(page, "rita")
+    table = page.locator(".inbox-table").bounding_box()
+    listing = page.locator(".inbox-list").bounding_box()
+    detail = page.locator(".inbox-detail").bounding_box()
+    expires = page.get_by_role("columnheader", name="Expires").bounding_box()
+    assert table["x"] + table["width"] <= listing["x"] + listing["width"] + 0.5
+    assert listing["x"] + listing["width"] <= detail["x"]
+    assert expires["x"] + expires["width"] <= listing["x"] + listing["width"] + 0.5
