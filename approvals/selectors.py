@@ -380,3 +380,26 @@ def feedback_rows(
     return reviews.select_related("decision", "decision__action_type", "reviewer").order_by(
         "created_at", "pk"
     )
+
+
+def _reviewed_or_owned_by(user) -> Q:
+    """Pending decisions this reviewer cannot act on: already reviewed by them, or on an
+    agent they own (someone else must review those)."""
+    return Q(reviews__reviewer=user) | Q(agent__owner=user)
+
+
+def queue_for(*, user, queue: str) -> QuerySet[Decision]:
+    """Pending decisions in the reviewer's queue: `mine` (they can act on them) or
+    `waiting` (they approved and it waits for a second reviewer, or they own the agent)."""
+    pending = Decision.objects.filter(status=Decision.Status.PENDING)
+    blocked = pending.filter(_reviewed_or_owned_by(user)).values("pk")
+    if queue == "waiting":
+        return pending.filter(pk__in=blocked)
+    return pending.exclude(pk__in=blocked)
+
+
+def queue_counts(*, user) -> dict[str, int]:
+    return {
+        "mine": queue_for(user=user, queue="mine").count(),
+        "waiting": queue_for(user=user, queue="waiting").count(),
+    }
