@@ -251,3 +251,11 @@ def readable_summary(decision) -> str:
         else:
             out.append(_flatten(value))
     return "".join(out)
+
+
+@register.filter
+def number(value) -> str:
+    """A count or amount written for the reader's locale: 10000 as "10,000"."""
+    if not _is_number(value):
+        return "" if value is None else str(value)
+    return readable_number(value)
