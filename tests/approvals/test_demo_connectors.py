@@ -43,9 +43,7 @@ def test_an_approved_demo_payment_is_released(demo, django_capture_on_commit_cal
     assert not Alert.objects.filter(kind__icontains="release").exists()
 
 
-def test_the_failing_demo_connector_is_labelled_and_fails(
-    demo, django_capture_on_commit_callbacks
-):
+def test_the_failing_demo_connector_is_labelled_and_fails(demo, django_capture_on_commit_callbacks):
     ledger = ActionType.objects.get(key="ledger.export")
     assert "fails on purpose" in ledger.name
     decision = Decision.objects.get(action_type=ledger, status=Decision.Status.PENDING)

@@ -109,3 +109,12 @@ def test_the_agent_page_writes_the_rejection_rate_as_a_percentage(client, transf
     html = client.get("/agents/finance/").content.decode()
     assert '<td class="num">100%</td>' in html
     assert "1.00" not in html
+
+
+def test_the_edit_form_labels_fields_as_people_read_them(client, transfer):
+    client.force_login(reviewer(username="rita"))
+    html = client.get(f"/inbox/{transfer.pk}/edit/").content.decode()
+    assert ">IBAN<" in html and ">Iban<" not in html
+    assert ">Name on the account<" in html
+    # maxLength 34: one line, not a text area.
+    assert 'type="text" name="p_iban"' in html
