@@ -317,20 +317,107 @@ def version_metrics(*, agent: Agent) -> list[dict]:
     return metrics
 
 
+# What a route decides, in the order a person reads a change of it.
+ROUTE_PARTS = ("outcome", "rule", "approvals", "risk", "ttl", "bulk")
+ROUTE_PART_LABELS = {
+    "outcome": "outcome",
+    "rule": "rule",
+    "approvals": "approvals needed",
+    "risk": "risk",
+    "ttl": "time to expire",
+    "bulk": "bulk approval",
+}
+
+
+def route_changes(decision: Decision, route) -> list[str]:
+    """Which parts of `decision`'s routing `route` would change, in ROUTE_PARTS order.
+
+    Approvals, risk, ttl and bulk matter only to a decision that waits for review, so
+    they are compared only when both routes are reviews."""
+    changes = []
+    if route.outcome != decision.policy_outcome:
+        changes.append("outcome")
+    if (route.rule or "") != (decision.policy_rule or ""):
+        changes.append("rule")
+    if route.outcome == decision.policy_outcome == "review":
+        if route.approvals != decision.required_approvals:
+            changes.append("approvals")
+        if route.risk != decision.risk:
+            changes.append("risk")
+        if decision.expires_at is not None and decision.created_at is not None:
+            ttl = decision.expires_at - decision.created_at
+            if abs((ttl - route.ttl).total_seconds()) >= 1:
+                changes.append("ttl")
+        if bool(route.bulk) != bool(decision.bulk_allowed):
+            changes.append("bulk")
+    return changes
+
+
+@dataclass(frozen=True)
+class PendingPreview:
+    """What a policy would do to the agent's pending decisions if it were active now."""
+
+    total: int
+    rerouted: int  # still wait for review, on a different route
+    cancelled: int  # the policy denies them
+    unchanged: int
+    kinds: dict  # part -> count, over the re-routed and cancelled
+
+
 @dataclass(frozen=True)
 class DryRun:
     replayed: int
-    changed: int
-    transitions: dict  # (was, would be) -> count
-    examples: dict  # (was, would be) -> [Decision, ...]
+    changed: int  # decisions with any part of their routing different
+    transitions: dict  # (was, would be) -> count, outcome changes only
+    kinds: dict  # part of the route -> how many decisions it changes for
+    examples: dict  # (was, would be) -> [(decision, route, [parts]), ...], three each
+    pending: PendingPreview | None = None
+
+
+def _route_of(decision: Decision, version, agent: Agent):
+    from . import policy
+
+    return policy.route(
+        version=version,
+        agent=agent,
+        action_type=decision.action_type,
+        params=decision.params,
+        evidence=decision.evidence,
+        confidence=decision.confidence,
+    )
+
+
+def pending_reroute_preview(*, agent: Agent, version) -> PendingPreview:
+    """Route every pending decision of `agent` through `version` without saving anything:
+    how many would be re-routed, cancelled (denied) or left as they are."""
+    rerouted = cancelled = unchanged = 0
+    kinds = Counter()
+    pending = Decision.objects.filter(agent=agent, status=Decision.Status.PENDING)
+    for decision in pending.select_related("action_type"):
+        route = _route_of(decision, version, agent)
+        changes = route_changes(decision, route)
+        if not changes:
+            unchanged += 1
+            continue
+        kinds.update(changes)
+        if route.outcome == "deny":
+            cancelled += 1
+        else:
+            rerouted += 1
+    return PendingPreview(
+        total=rerouted + cancelled + unchanged,
+        rerouted=rerouted,
+        cancelled=cancelled,
+        unchanged=unchanged,
+        kinds={part: kinds[part] for part in ROUTE_PARTS if kinds[part]},
+    )
 
 
 def policy_dry_run(*, agent: Agent, policy_rules: list, days: int, limit: int = 5000) -> DryRun:
-    """Replay the agent's decisions of the last `days` days through a candidate policy
-    and count how many would have been routed differently."""
+    """Replay the agent's decisions of the last `days` days through a candidate policy:
+    how many would be routed differently in any part (outcome, rule, approvals, risk,
+    ttl, bulk), and what it would do to the decisions pending now."""
     from agents.models import BehaviourVersion
-
-    from . import policy
 
     candidate = BehaviourVersion(agent=agent, policy=policy_rules)
     since = timezone.now() - timedelta(days=days)
@@ -339,30 +426,29 @@ def policy_dry_run(*, agent: Agent, policy_rules: list, days: int, limit: int = 
         .select_related("action_type")
         .order_by("-created_at")[:limit]
     )
-    transitions, examples = Counter(), {}
-    replayed = 0
+    transitions, kinds = Counter(), Counter()
+    examples = {}
+    replayed = changed = 0
     for decision in decisions:
         replayed += 1
-        route = policy.route(
-            version=candidate,
-            agent=agent,
-            action_type=decision.action_type,
-            params=decision.params,
-            evidence=decision.evidence,
-            confidence=decision.confidence,
-        )
-        if route.outcome == decision.policy_outcome:
+        route = _route_of(decision, candidate, agent)
+        changes = route_changes(decision, route)
+        if not changes:
             continue
-        key = (decision.policy_outcome, route.outcome)
-        transitions[key] += 1
-        bucket = examples.setdefault(key, [])
+        changed += 1
+        kinds.update(changes)
+        if "outcome" in changes:
+            transitions[(decision.policy_outcome, route.outcome)] += 1
+        bucket = examples.setdefault((decision.policy_outcome, route.outcome), [])
         if len(bucket) < 3:
-            bucket.append((decision, route))
+            bucket.append((decision, route, changes))
     return DryRun(
         replayed=replayed,
-        changed=sum(transitions.values()),
+        changed=changed,
         transitions=dict(transitions),
+        kinds={part: kinds[part] for part in ROUTE_PARTS if kinds[part]},
         examples=examples,
+        pending=pending_reroute_preview(agent=agent, version=candidate),
     )
 
 

@@ -259,3 +259,11 @@ def number(value) -> str:
     if not _is_number(value):
         return "" if value is None else str(value)
     return readable_number(value)
+
+
+@register.filter
+def route_part_label(part) -> str:
+    """A part of a policy route ("ttl") as the dry run and rollback pages name it."""
+    from approvals.selectors import ROUTE_PART_LABELS
+
+    return ROUTE_PART_LABELS.get(str(part), str(part))
