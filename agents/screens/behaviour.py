@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from agents import services as agent_services
 from agents.models import Agent, Alert, BehaviourVersion
-from agents.selectors import active_behaviour
+from agents.selectors import activation_history, active_behaviour
 from aispm_site import hostile
 from aispm_site.roles import MANAGE_AGENTS_PERMISSION, permission_required
 from approvals import selectors, services
@@ -80,6 +80,7 @@ def agent_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "metrics": metrics,
             "comparison": comparison,
             "alerts": Alert.objects.filter(agent=agent, acknowledged_at__isnull=True)[:10],
+            "activations": activation_history(agent),
         },
     )
 
