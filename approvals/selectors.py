@@ -95,30 +95,56 @@ AGE_FILTERS = {
 }
 
 
+# The inbox's tabs: "" is the reviewer's own queue (what they can act on), "routine"
+# the bulk-eligible part of it, "waiting" what waits for someone else.
+QUEUES = {"": "For you", "routine": "Routine", "waiting": "Waiting for others"}
+
+
 @dataclass(frozen=True)
 class InboxFilters:
     agent: str = ""
     action: str = ""
     risk: str = ""
     age: str = ""
+    queue: str = ""
 
     @classmethod
     def from_query(cls, query) -> "InboxFilters":
         risk = query.get("risk", "")
         age = query.get("age", "")
+        queue = query.get("queue", "")
         return cls(
             agent=hostile.query_text(query, "agent"),
             action=hostile.query_text(query, "action"),
             risk=risk if risk in Risk.values else "",
             age=age if age in AGE_FILTERS else "",
+            queue=queue if queue in QUEUES else "",
         )
+
+    @property
+    def narrowed(self) -> bool:
+        """Whether a filter (not the tab) narrows the list."""
+        return bool(self.agent or self.action or self.risk or self.age)
 
     def as_query(self) -> dict[str, str]:
         return {name: value for name, value in vars(self).items() if value}
 
 
-def _pending(filters: InboxFilters, *, now: datetime) -> QuerySet[Decision]:
+def _routine(queryset: QuerySet[Decision]) -> QuerySet[Decision]:
+    """The bulk-eligible decisions, as services.is_bulk_approvable decides one."""
+    return queryset.filter(bulk_allowed=True, risk="low").exclude(
+        action_type__irreversible=True, required_approvals__gt=1
+    )
+
+
+def _pending(filters: InboxFilters, *, now: datetime, user=None) -> QuerySet[Decision]:
     queryset = Decision.objects.filter(status=Decision.Status.PENDING)
+    if user is not None:
+        queryset = queryset.filter(
+            pk__in=queue_for(user=user, queue=filters.queue).values("pk")
+        )
+        if filters.queue == "routine":
+            queryset = _routine(queryset)
     if filters.agent:
         queryset = queryset.filter(agent__slug=filters.agent)
     if filters.action:
@@ -153,14 +179,21 @@ def _decode_inbox_key(cursor: str) -> tuple[int, datetime, UUID]:
 class InboxPage:
     decisions: list[Decision]
     next_cursor: str | None
+    prev_cursor: str | None = None  # for `before`: the page ending just before this one
 
 
 def inbox_page(
-    *, filters: InboxFilters, cursor: str = "", size: int = INBOX_PAGE, now: datetime
+    *,
+    filters: InboxFilters,
+    cursor: str = "",
+    size: int = INBOX_PAGE,
+    now: datetime,
+    user=None,
 ) -> InboxPage:
-    """One page of pending decisions in one query, by keyset, whatever the page number."""
+    """One page of pending decisions in one query, by keyset, whatever the page number.
+    With `user`, only the tab's queue for that reviewer (see QUEUES)."""
     queryset = (
-        _pending(filters, now=now)
+        _pending(filters, now=now, user=user)
         .select_related("agent", "action_type")
         .order_by("-risk_rank", "expires_at", "id")
     )
@@ -182,18 +215,50 @@ def inbox_page(
         rows = list(combined.order_by("-risk_rank", "expires_at", "id")[: size + 1])
     more = len(rows) > size
     rows = rows[:size]
-    return InboxPage(rows, _inbox_key(rows[-1]) if more and rows else None)
+    return InboxPage(
+        rows,
+        _inbox_key(rows[-1]) if more and rows else None,
+        _inbox_key(rows[0]) if cursor and rows else None,
+    )
+
+
+def inbox_page_before(
+    *, filters: InboxFilters, cursor: str, size: int = INBOX_PAGE, now: datetime, user=None
+) -> InboxPage:
+    """The page that ends just before `cursor`'s decision, in inbox order (for `k` on a
+    page's first row). Rarer than paging forward, so one plain OR'd range suffices."""
+    rank, expires, pk = _decode_inbox_key(cursor)
+    earlier = (
+        _pending(filters, now=now, user=user)
+        .select_related("agent", "action_type")
+        .filter(
+            Q(risk_rank__gt=rank)
+            | Q(risk_rank=rank, expires_at__lt=expires)
+            | Q(risk_rank=rank, expires_at=expires, pk__lt=pk)
+        )
+        .order_by("risk_rank", "-expires_at", "-id")
+    )
+    rows = list(earlier[: size + 1])
+    more = len(rows) > size
+    rows = list(reversed(rows[:size]))
+    return InboxPage(
+        rows,
+        _inbox_key(rows[-1]) if rows else None,
+        _inbox_key(rows[0]) if more and rows else None,
+    )
 
 
 def inbox_next_after(
-    *, decision: Decision, filters: InboxFilters, now: datetime
+    *, decision: Decision, filters: InboxFilters, now: datetime, user=None
 ) -> Decision | None:
     """The pending decision that follows `decision` in inbox order, or the first one."""
     if decision.expires_at is not None:
-        following = inbox_page(filters=filters, cursor=_inbox_key(decision), size=1, now=now)
+        following = inbox_page(
+            filters=filters, cursor=_inbox_key(decision), size=1, now=now, user=user
+        )
         if following.decisions:
             return following.decisions[0]
-    first = inbox_page(filters=filters, size=1, now=now)
+    first = inbox_page(filters=filters, size=1, now=now, user=user)
     return first.decisions[0] if first.decisions else None
 
 
@@ -475,8 +540,9 @@ def _reviewed_or_owned_by(user) -> Q:
 
 
 def queue_for(*, user, queue: str) -> QuerySet[Decision]:
-    """Pending decisions in the reviewer's queue: `mine` (they can act on them) or
-    `waiting` (they approved and it waits for a second reviewer, or they own the agent)."""
+    """Pending decisions in the reviewer's queue: their own (they can act on them; any
+    queue but "waiting") or "waiting" (they approved it and it waits for another
+    reviewer, or it is on an agent they own)."""
     pending = Decision.objects.filter(status=Decision.Status.PENDING)
     blocked = pending.filter(_reviewed_or_owned_by(user)).values("pk")
     if queue == "waiting":
@@ -485,7 +551,17 @@ def queue_for(*, user, queue: str) -> QuerySet[Decision]:
 
 
 def queue_counts(*, user) -> dict[str, int]:
+    mine = queue_for(user=user, queue="")
     return {
-        "mine": queue_for(user=user, queue="mine").count(),
+        "mine": mine.count(),
+        "routine": _routine(mine).count(),
         "waiting": queue_for(user=user, queue="waiting").count(),
     }
+
+
+def needs_confirmation(decision: Decision) -> bool:
+    """Whether approving takes a deliberate second step: a critical decision, or an
+    irreversible one at high risk or above."""
+    if decision.risk == Risk.CRITICAL:
+        return True
+    return decision.action_type.irreversible and RISK_RANK.get(decision.risk, 0) >= RISK_RANK["high"]

@@ -59,7 +59,10 @@ def _detail_context(request: HttpRequest, decision: Decision | None, **extra) ->
     approvals = len(counted)
     own_agent = decision.agent.owner_id == request.user.pk
     already = any(review.reviewer_id == request.user.pk for review in decision.reviews.all())
+    refusal = _refusal(decision, own_agent=own_agent, already=already)
     return {
+        "refusal": refusal,
+        "needs_confirmation": selectors.needs_confirmation(decision),
         "decision": decision,
         "shown_params": shown,
         "params_hash": services.params_fingerprint(shown),
@@ -78,22 +81,49 @@ def _detail_context(request: HttpRequest, decision: Decision | None, **extra) ->
     }
 
 
+def _refusal(decision: Decision, *, own_agent: bool, already: bool) -> str:
+    """Why this reviewer cannot act on a pending decision, in words; "" when they can."""
+    if not decision.is_pending:
+        return ""
+    if own_agent:
+        return "You own this agent, so someone else must review its decisions."
+    if already:
+        return (
+            f"You have approved this; it waits for another reviewer "
+            f"({decision.required_approvals} distinct reviewers needed)."
+        )
+    if decision.agent.status != decision.agent.Status.ACTIVE:
+        return f"{decision.agent.name} is suspended, so its decisions are frozen."
+    return ""
+
+
 def _inbox_context(
     request: HttpRequest, *, filters: selectors.InboxFilters, selected: Decision | None = None
 ) -> dict:
     now = timezone.now()
-    cursor = request.GET.get("after", "")
+    cursor, before = request.GET.get("after", ""), request.GET.get("before", "")
     try:
-        page = selectors.inbox_page(filters=filters, cursor=cursor, now=now)
+        if before:
+            page = selectors.inbox_page_before(
+                filters=filters, cursor=before, now=now, user=request.user
+            )
+        else:
+            page = selectors.inbox_page(
+                filters=filters, cursor=cursor, now=now, user=request.user
+            )
     except ValueError:
-        page = selectors.inbox_page(filters=filters, now=now)
+        page = selectors.inbox_page(filters=filters, now=now, user=request.user)
     if selected is None and page.decisions:
-        selected = selectors.decision_for_review(decision_id=page.decisions[0].pk)
+        # `k` on a page's first row opens the previous page at its last row.
+        first = page.decisions[-1] if request.GET.get("pick") == "last" else page.decisions[0]
+        selected = selectors.decision_for_review(decision_id=first.pk)
     return {
         "filters": filters,
         "filter_query": urlencode(filters.as_query()),
         "page": page,
         "counts": selectors.inbox_counts(now=now, sla=_sla()),
+        "queue_counts": selectors.queue_counts(user=request.user),
+        "queues": selectors.QUEUES,
         "choices": selectors.inbox_filter_choices(),
         "risks": Decision._meta.get_field("risk").choices,
         "ages": [(key, label) for key, (label, *_rest) in selectors.AGE_FILTERS.items()],
@@ -109,7 +139,9 @@ def _inbox_context(
 def inbox(request: HttpRequest) -> HttpResponse:
     filters = selectors.InboxFilters.from_query(request.GET)
     context = _inbox_context(request, filters=filters)
-    template = "approvals/inbox.html#inbox" if request.htmx else "approvals/inbox.html"
+    # Back and Forward past htmx's history cache ask for the whole page.
+    fragment = request.htmx and not request.htmx.history_restore_request
+    template = "approvals/inbox.html#inbox" if fragment else "approvals/inbox.html"
     return render(request, template, context)
 
 
@@ -136,17 +168,21 @@ def decision_detail(request: HttpRequest, decision_id) -> HttpResponse:
             },
         )
     context = _inbox_context(request, filters=filters, selected=decision)
+    context["detail_view"] = True
     return render(request, "approvals/inbox.html", context)
 
 
 def _after_action(request: HttpRequest, decision: Decision) -> HttpResponse:
     """Open the next decision: the inbox fragment for htmx, a redirect otherwise."""
     filters = selectors.InboxFilters.from_query(request.POST)
-    following = selectors.inbox_next_after(decision=decision, filters=filters, now=timezone.now())
+    following = selectors.inbox_next_after(
+        decision=decision, filters=filters, now=timezone.now(), user=request.user
+    )
     if not request.htmx:
         return redirect(_inbox_url(filters, following))
     selected = selectors.decision_for_review(decision_id=following.pk) if following else None
     context = _inbox_context(request, filters=filters, selected=selected)
+    context["detail_view"] = following is not None
     response = render(request, "approvals/inbox.html#inbox", context)
     push_url(response, _inbox_url(filters, following))
     return response
@@ -182,6 +218,12 @@ def decision_approve(request: HttpRequest, decision_id) -> HttpResponse:
     form = ApproveForm(request.POST)
     if not form.is_valid():
         return _refused(request, decision, "This page is out of date. Review the decision again.")
+    if selectors.needs_confirmation(decision) and request.POST.get("confirmed") != "1":
+        return _refused(
+            request,
+            decision,
+            "This decision is critical or irreversible: confirm the approval first.",
+        )
 
     def approve():
         services.decision_approve(
