@@ -140,9 +140,7 @@ def _routine(queryset: QuerySet[Decision]) -> QuerySet[Decision]:
 def _pending(filters: InboxFilters, *, now: datetime, user=None) -> QuerySet[Decision]:
     queryset = Decision.objects.filter(status=Decision.Status.PENDING)
     if user is not None:
-        queryset = queryset.filter(
-            pk__in=queue_for(user=user, queue=filters.queue).values("pk")
-        )
+        queryset = queryset.filter(pk__in=queue_for(user=user, queue=filters.queue).values("pk"))
         if filters.queue == "routine":
             queryset = _routine(queryset)
     if filters.agent:
@@ -564,4 +562,5 @@ def needs_confirmation(decision: Decision) -> bool:
     irreversible one at high risk or above."""
     if decision.risk == Risk.CRITICAL:
         return True
-    return decision.action_type.irreversible and RISK_RANK.get(decision.risk, 0) >= RISK_RANK["high"]
+    high = RISK_RANK.get(decision.risk, 0) >= RISK_RANK[Risk.HIGH]
+    return decision.action_type.irreversible and high

@@ -108,9 +108,7 @@ def _inbox_context(
                 filters=filters, cursor=before, now=now, user=request.user
             )
         else:
-            page = selectors.inbox_page(
-                filters=filters, cursor=cursor, now=now, user=request.user
-            )
+            page = selectors.inbox_page(filters=filters, cursor=cursor, now=now, user=request.user)
     except ValueError:
         page = selectors.inbox_page(filters=filters, now=now, user=request.user)
     if selected is None and page.decisions:
