@@ -6,4 +6,4 @@ class AgentsConfig(AppConfig):
     verbose_name = "Agents"
 
     def ready(self):
-        from . import schema  # noqa: F401 - registers the OpenAPI auth scheme
+        from . import receivers, schema  # noqa: F401 - connects receivers; the OpenAPI auth scheme

@@ -87,8 +87,7 @@ def audit_archive(*, before: datetime, url: str, actor=None) -> AuditArchive | N
     directory = _directory(url)
     if checkpoints.signing_key() is None:
         raise ArchiveError("archives end at a signed checkpoint: set AISPM_AUDIT_SIGNING_KEY")
-    while services.audit_seal():
-        pass
+    services.audit_seal_all()
     checkpoint = archivable_checkpoint(before=before)
     if checkpoint is None:
         return None
@@ -138,8 +137,7 @@ def audit_archive(*, before: datetime, url: str, actor=None) -> AuditArchive | N
                 "location": str(path),
             },
         )
-    while services.audit_seal():
-        pass
+    services.audit_seal_all()
     return archive
 
 

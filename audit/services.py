@@ -132,6 +132,14 @@ def audit_seal(*, limit: int = 10000) -> int:
     return len(rows)
 
 
+def audit_seal_all() -> int:
+    """Seal everything that has committed, in batches; return how many were sealed."""
+    sealed = 0
+    while batch := audit_seal():
+        sealed += batch
+    return sealed
+
+
 @dataclass(frozen=True)
 class ChainReport:
     ok: bool

@@ -154,9 +154,14 @@ def world(receiver: Receiver):
     return agent, key, actions, reviewer
 
 
-def create(agent, key, action, n: int) -> Decision:
+def create(agent, key, action, n: int, *, release: bool = True) -> Decision:
     return services.decision_create(
-        agent=agent, action_type=action, key=key, params={"what": f"item {n}"}, reasoning="bench"
+        agent=agent,
+        action_type=action,
+        key=key,
+        params={"what": f"item {n}"},
+        reasoning="bench",
+        release=release,
     )
 
 
@@ -180,8 +185,7 @@ def latency(agent, key, action, reviewer, receiver: Receiver) -> dict:
 
 
 def throughput(agent, key, action, receiver: Receiver) -> dict:
-    with services.release_enqueue_suppressed():
-        ids = [str(create(agent, key, action, n).pk) for n in range(THROUGHPUT_N)]
+    ids = [str(create(agent, key, action, n, release=False).pk) for n in range(THROUGHPUT_N)]
     assert Decision.objects.filter(action_type=action, status="approved").count() == THROUGHPUT_N
     delivered_before = receiver.deliveries
     decisions = Decision.objects.filter(action_type=action)

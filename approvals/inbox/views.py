@@ -68,10 +68,7 @@ def _detail_context(request: HttpRequest, decision: Decision | None, **extra) ->
         "params_hash": services.params_fingerprint(shown),
         "approvals": approvals,
         "record": selectors.agent_record(decision=decision),
-        "can_act": decision.is_pending
-        and not own_agent
-        and not already
-        and decision.agent.status == decision.agent.Status.ACTIVE,
+        "can_act": services.review_refusal(decision, request.user) is None,
         "own_agent": own_agent,
         "already_reviewed": already,
         "counted_review_ids": {review.pk for review in counted},

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.template.loader import render_to_string
 
-from audit.services import audit_record, audit_seal
+from audit.services import audit_record, audit_seal_all
 
 from .report import Report, posture_report
 
@@ -65,7 +65,7 @@ class Rendered:
 
 def render_report(*, date_from: date, date_to: date, now: datetime) -> Rendered:
     # Seal what is waiting, so the chain head the report names covers the period's events.
-    audit_seal()
+    audit_seal_all()
     report = posture_report(date_from=date_from, date_to=date_to, now=now)
     digest = report_digest(report)
     # The web page renders the same body inside the site layout itself.

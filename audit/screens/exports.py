@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET
 
 from aispm_site.roles import AUDIT_PERMISSION, permission_required
 from audit.selectors import chain_head, covering_checkpoint_record
-from audit.services import audit_record, audit_seal
+from audit.services import audit_record, audit_seal_all
 
 from . import selectors as trail_selectors
 from .selectors import TrailFilters
@@ -218,8 +218,7 @@ def _audited(parts: Iterable[tuple[bytes, int]], *, user, export: dict) -> Itera
 
 def _seal_and_read_head() -> tuple[int | None, str]:
     """Seal what has committed, so that recent events carry hashes, then read the head."""
-    while audit_seal():
-        pass
+    audit_seal_all()
     head = chain_head()
     return (head.seq, head.hash) if head else (None, "")
 

@@ -131,7 +131,7 @@ def test_edit_and_approve_keeps_both_params(agent, action):
 
 def test_reject_needs_a_reason_and_ends_review(agent, action):
     decision = _submit(agent, action, 5000)
-    with pytest.raises(ValueError):
+    with pytest.raises(services.ApprovalRefused):
         services.decision_reject(decision=decision, reviewer=reviewer(), reason="  ")
     decision = services.decision_reject(
         decision=decision, reviewer=reviewer(), reason="Wrong IBAN", tags=["wrong recipient"]

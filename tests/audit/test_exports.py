@@ -171,11 +171,14 @@ def test_the_csv_has_the_exact_header_and_one_row_per_decision(client, world, au
     submitted_at = datetime(2026, 11, 26, 10, 0, 0, 123456, tzinfo=UTC)
     with time_machine.travel(submitted_at, tick=False):
         decision = submit(world, to=4, evidence={"signal": "reply", "thread": ["a", "é"]})
-    with services.release_enqueue_suppressed():
-        with time_machine.travel(datetime(2026, 11, 26, 10, 5, tzinfo=UTC), tick=False):
-            services.decision_approve(decision=decision, reviewer=rita, comment="Looks right")
-        with time_machine.travel(datetime(2026, 11, 26, 10, 7, 30, 5, tzinfo=UTC), tick=False):
-            services.decision_approve(decision=decision, reviewer=sam, comment="OK, send")
+    with time_machine.travel(datetime(2026, 11, 26, 10, 5, tzinfo=UTC), tick=False):
+        services.decision_approve(
+            decision=decision, reviewer=rita, comment="Looks right", release=False
+        )
+    with time_machine.travel(datetime(2026, 11, 26, 10, 7, 30, 5, tzinfo=UTC), tick=False):
+        services.decision_approve(
+            decision=decision, reviewer=sam, comment="OK, send", release=False
+        )
     with time_machine.travel(datetime(2026, 11, 26, 10, 8, tzinfo=UTC), tick=False):
         decision = services.decision_release_claim(decision=decision)
         services.decision_release_record(
@@ -282,10 +285,13 @@ def test_hostile_cells_are_neutralised(client, world, audrey):
         )
         services.decision_reject(decision=decision, reviewer=reviewer(), reason=f"{text} no")
         made[str(decision.pk)] = text
-    with services.release_enqueue_suppressed():
-        approved = submit(world, to=4)
-        services.decision_approve(decision=approved, reviewer=reviewer(), comment="-5 is fine")
-        services.decision_approve(decision=approved, reviewer=reviewer(), comment="=HYPERLINK(x)")
+    approved = submit(world, to=4)
+    services.decision_approve(
+        decision=approved, reviewer=reviewer(), comment="-5 is fine", release=False
+    )
+    services.decision_approve(
+        decision=approved, reviewer=reviewer(), comment="=HYPERLINK(x)", release=False
+    )
     _response, body = download(client, "/audit/export.csv")
     rows = [dict(zip(HEADER, row, strict=True)) for row in parse(body)[1:]]
     for row in rows:

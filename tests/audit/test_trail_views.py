@@ -290,10 +290,11 @@ def test_the_search_page_lists_my_recent_exports_with_manifests(client, world, a
 
 def test_the_trail_shows_submission_route_reviews_release_and_result(client, world, audrey):
     rita, sam = reviewer(username="rita"), reviewer(username="sam")
-    with services.release_enqueue_suppressed():
-        decision = submit(world, to=5, reasoning="They asked for a quote.")
-        services.decision_approve(decision=decision, reviewer=rita, comment="Checked the list")
-        services.decision_approve(decision=decision, reviewer=sam, comment="Fine by me")
+    decision = submit(world, to=5, reasoning="They asked for a quote.")
+    services.decision_approve(
+        decision=decision, reviewer=rita, comment="Checked the list", release=False
+    )
+    services.decision_approve(decision=decision, reviewer=sam, comment="Fine by me", release=False)
     decision = services.decision_release_claim(decision=decision)
     started = timezone.now()
     services.decision_release_record(

@@ -214,7 +214,7 @@ def test_an_approval_during_a_broker_outage_succeeds_and_is_released_once_redis_
 
     private_redis.stop()
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="approvals.services"):
+    with caplog.at_level(logging.ERROR, logger="django.db.backends.base"):
         decision = approve(decision)  # the enqueue fails after commit; it must not raise
     approve_seconds = time.monotonic() - started
 
@@ -222,7 +222,8 @@ def test_an_approval_during_a_broker_outage_succeeds_and_is_released_once_redis_
     decision.refresh_from_db()
     assert decision.status == Decision.Status.APPROVED
     assert approve_seconds < 5, f"approving took {approve_seconds:.1f}s with the broker down"
-    assert "could not enqueue release_decision" in caplog.text  # only the sweeper can help
+    # on_commit(robust=True) logged the failed enqueue; only the sweeper can help now.
+    assert "release_decision" in caplog.text and "in on_commit()" in caplog.text
     assert receiver.requests == []
 
     private_redis.start()

@@ -7,8 +7,7 @@ class Command(BaseCommand):
     help = "Seal pending audit events and sign a checkpoint over the ones not yet covered."
 
     def handle(self, *args, **options):
-        while services.audit_seal():
-            pass
+        services.audit_seal_all()
         try:
             checkpoint = checkpoints.checkpoint_create()
         except checkpoints.CheckpointError as exc:

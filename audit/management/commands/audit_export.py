@@ -20,8 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--gzip", action="store_true", help="compress the events")
 
     def handle(self, *args, out, from_seq=None, to_seq=None, gzip=False, **options):
-        while services.audit_seal():
-            pass
+        services.audit_seal_all()
         if to_seq is None:
             newest = AuditCheckpoint.objects.order_by("-last_seq").first()
             if newest is None:

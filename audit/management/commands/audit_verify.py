@@ -41,8 +41,7 @@ class Command(BaseCommand):
         self, *args, from_id=None, no_seal=False, workers=1, witness=None, archive=None, **options
     ):
         if not no_seal:
-            while services.audit_seal():
-                pass
+            services.audit_seal_all()
         started = time.monotonic()
         report = checkpoints.evidence_verify(workers=workers, from_id=from_id)
         if report.ok and witness:

@@ -473,9 +473,9 @@ class Command(BaseCommand):
             return
         users = self._demo_users()
         call_command("apply_governance", str(DEMO_CONFIG), stdout=self.stdout)
-        # The demo's approved decisions stay as they are; nothing is released now.
-        with services.release_enqueue_suppressed():
-            created = self._seed_decisions(reviewer=users["reviewer"][0])
+        # The demo's approved decisions stay as they are: they are made with
+        # release=False, so nothing is released now.
+        created = self._seed_decisions(reviewer=users["reviewer"][0])
         self.stdout.write(self.style.SUCCESS(f"Created {created} demo decisions."))
         # The posture page shows findings at once, not after beat's first run.
         call_command("posture_check", stdout=self.stdout)
@@ -529,6 +529,7 @@ class Command(BaseCommand):
                 reasoning=reasoning,
                 evidence=evidence,
                 confidence=confidence,
+                release=False,
             )
             count += 1
             self._play(decision, then, reviewer=reviewer, second=second)
@@ -539,7 +540,9 @@ class Command(BaseCommand):
         if then in ("pending", "auto"):
             return
         if then == "one_of_two":
-            services.decision_approve(decision=decision, reviewer=second, comment="Checked PO.")
+            services.decision_approve(
+                decision=decision, reviewer=second, comment="Checked PO.", release=False
+            )
             return
         if then == "rejected":
             reasons = {
@@ -563,7 +566,9 @@ class Command(BaseCommand):
             services.decision_cancel(decision=decision, agent=decision.agent)
             return
         if decision.status == S.PENDING:
-            services.decision_approve(decision=decision, reviewer=second, comment="Looks right.")
+            services.decision_approve(
+                decision=decision, reviewer=second, comment="Looks right.", release=False
+            )
             decision.refresh_from_db()
         if then == "approved":
             return
