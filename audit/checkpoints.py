@@ -223,21 +223,6 @@ def evidence_verify(*, workers: int = 1, from_id: int | None = None):
     return replace(report, anchor=f"{anchor.status}: {anchor.detail}")
 
 
-def evidence_verify_and_record(*, workers: int = 1):
-    """Seal what waits, verify the chain and its checkpoints, and record the result (the
-    Verify now button's work, in-process or in a Celery worker)."""
-    import time
-
-    from . import services
-
-    while services.audit_seal():
-        pass
-    started = time.monotonic()
-    report = evidence_verify(workers=workers)
-    elapsed_ms = int((time.monotonic() - started) * 1000)
-    return services.audit_verification_record(report=report, duration_ms=elapsed_ms)
-
-
 def audit_verification_request(*, actor) -> AuditEvent:
     """Record that `actor` asked for a verification now; the page shows it as running
     until a verification newer than this event is recorded."""

@@ -43,11 +43,3 @@ def stream_audit_events() -> int:
     from . import siem
 
     return siem.siem_deliver_all()
-
-
-# Verifying a large chain takes minutes, not the default 30 seconds.
-@shared_task(ignore_result=True, acks_late=True, soft_time_limit=240, time_limit=270)
-def verify_audit_evidence() -> int:
-    from . import checkpoints
-
-    return checkpoints.evidence_verify_and_record().pk

@@ -59,16 +59,21 @@ def _detail_context(request: HttpRequest, decision: Decision | None, **extra) ->
     approvals = len(counted)
     own_agent = decision.agent.owner_id == request.user.pk
     already = any(review.reviewer_id == request.user.pk for review in decision.reviews.all())
-    refusal = _refusal(decision, own_agent=own_agent, already=already)
+    refusal = services.review_refusal(decision, request.user)
+    if refusal and already and decision.is_pending and refusal.startswith("You have already"):
+        refusal = (
+            f"You have approved this; it waits for another reviewer "
+            f"({decision.required_approvals} distinct reviewers needed)."
+        )
     return {
-        "refusal": refusal,
+        "refusal": refusal or "",
         "needs_confirmation": selectors.needs_confirmation(decision),
         "decision": decision,
         "shown_params": shown,
         "params_hash": services.params_fingerprint(shown),
         "approvals": approvals,
         "record": selectors.agent_record(decision=decision),
-        "can_act": services.review_refusal(decision, request.user) is None,
+        "can_act": refusal is None,
         "own_agent": own_agent,
         "already_reviewed": already,
         "counted_review_ids": {review.pk for review in counted},
@@ -76,22 +81,6 @@ def _detail_context(request: HttpRequest, decision: Decision | None, **extra) ->
         "edit_form": extra.pop("edit_form", None),
         **extra,
     }
-
-
-def _refusal(decision: Decision, *, own_agent: bool, already: bool) -> str:
-    """Why this reviewer cannot act on a pending decision, in words; "" when they can."""
-    if not decision.is_pending:
-        return ""
-    if own_agent:
-        return "You own this agent, so someone else must review its decisions."
-    if already:
-        return (
-            f"You have approved this; it waits for another reviewer "
-            f"({decision.required_approvals} distinct reviewers needed)."
-        )
-    if decision.agent.status != decision.agent.Status.ACTIVE:
-        return f"{decision.agent.name} is suspended, so its decisions are frozen."
-    return ""
 
 
 def _inbox_context(

@@ -34,7 +34,7 @@ def test_with_a_broker_the_task_runs_and_the_page_polls_until_it_ends(
 ):
     settings.CELERY_TASK_ALWAYS_EAGER = False
     queued = []
-    monkeypatch.setattr("audit.tasks.verify_audit_evidence.delay", lambda *a, **k: queued.append(a))
+    monkeypatch.setattr("audit.tasks.verify_audit_chain.delay", lambda *a, **k: queued.append(a))
     client.force_login(auditor(username="audrey"))
 
     html = client.post(RUN, follow=True).content.decode()
@@ -44,9 +44,9 @@ def test_with_a_broker_the_task_runs_and_the_page_polls_until_it_ends(
     assert 'hx-trigger="every 2s"' in html
     assert "Verify now</button>" not in html
     # The worker finishes; the polled fragment shows the result and stops polling.
-    from audit import checkpoints
+    from audit import tasks
 
-    checkpoints.evidence_verify_and_record()
+    tasks.verify_audit_chain()
     fragment = client.get(URL, headers={"HX-Request": "true"}).content.decode()
     assert fragment.lstrip().startswith('<section class="card" id="last-verification"')
     assert "Intact:" in fragment
