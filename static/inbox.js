@@ -38,18 +38,11 @@
     } else if (pane) {
       pane.scrollIntoView({ block: "start" });
     }
+    // Keep the keyboard where the reviewer is typing (the reason box, say).
+    const active = document.activeElement;
+    if (active && active !== document.body && typing(active)) { return; }
     const approve = document.getElementById("approve-button");
     if (approve) { approve.focus({ preventScroll: true }); }
-  }
-
-  function open(link) {
-    if (!link) { return; }
-    htmx.ajax("GET", link.href, { target: "#decision-detail", swap: "outerHTML" }).then(function () {
-      history.pushState({ htmx: true }, "", link.href);
-      markSelected();
-      setView("detail");
-      reveal();
-    });
   }
 
   function setView(view) {
@@ -65,17 +58,14 @@
     // j past the last row, or k before the first, continues on the next or previous page.
     if (index >= list.length) { click("next-page"); return; }
     if (index < 0 && current === 0) {
-      const prev = document.getElementById("prev-page");
-      if (prev) {
-        const url = prev.getAttribute("href") + "&pick=last";
-        htmx.ajax("GET", url, { target: "#inbox", swap: "outerHTML" }).then(function () {
-          history.pushState({ htmx: true }, "", url);
-        });
-      }
+      click("prev-page");  // it opens the previous page at its last row
       return;
     }
     index = Math.max(0, Math.min(list.length - 1, index));
-    open(list[index].querySelector(".row-link"));
+    // The row link carries hx-get, hx-target and hx-push-url: a click is all it takes,
+    // and htmx keeps the history, so Back shows the decision shown before.
+    const link = list[index].querySelector(".row-link");
+    if (link) { link.click(); }
   }
 
   function toggleSelection() {
@@ -184,14 +174,20 @@
   });
 
   document.addEventListener("click", function (event) {
+    if (event.target.closest("#shortcuts-button")) { showShortcuts(); }
     const link = event.target.closest("#inbox .row-link");
     if (link && !event.ctrlKey && !event.metaKey && !event.shiftKey && event.button === 0) {
-      event.preventDefault();
-      open(link);
-      return;
+      setView("detail");  // on a phone, the decision replaces the list
     }
-    if (event.target.closest("#shortcuts-button")) { showShortcuts(); }
   });
+
+  // A modified click on a row link opens its href in a new tab, as links do:
+  // stop it here, before htmx's listener on the link swaps it into this page.
+  document.addEventListener("click", function (event) {
+    if (event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) {
+      if (event.target.closest("#inbox .row-link")) { event.stopPropagation(); }
+    }
+  }, true);
 
   document.addEventListener("change", function (event) {
     if (event.target.id === "select-all") {
@@ -224,6 +220,12 @@
   document.addEventListener("htmx:afterSettle", function (event) {
     markSelected();
     tick();
+    // A row link opened a decision: show it (on a phone, instead of the list).
+    if (event.detail.elt && event.detail.elt.classList && event.detail.elt.classList.contains("row-link")) {
+      setView("detail");
+      reveal();
+      return;
+    }
     if (event.detail.target && (event.detail.target.id === "inbox" || event.detail.target.id === "decision-detail")) {
       reveal();
       const selected = document.querySelector("#inbox .inbox-row.is-selected .row-link");

@@ -283,9 +283,12 @@ def assert_agent_text_is_inert(page, recorded, live_server, hostile: Decision):
     assert crlf.text_content() == HOSTILE_PARAMS["crlf"].replace("\r\n", "\n")
     expect(section["params"].locator("pre.code")).to_have_text(HOSTILE_PARAMS["body"])
 
-    # Defence in depth: agent text sits where htmx is switched off.
-    for part in (*section.values(), row):
+    # Defence in depth: agent text sits where htmx is switched off. The row link is
+    # itself live htmx (it opens the decision); the summary inside it is not.
+    for part in section.values():
         expect(part.locator("xpath=ancestor::*[@hx-disable]")).to_have_count(1)
+    expect(row.locator("xpath=./*[@hx-disable]")).to_have_text(hostile.summary)
+    expect(row.locator("xpath=ancestor::*[@hx-disable]")).to_have_count(0)
 
     # htmx is live on the page, so hx-* attributes would have fired had they been markup.
     assert page.evaluate("typeof window.htmx") == "object"
