@@ -10,7 +10,7 @@ PYTHON := $(shell for p in python3.13 python3.12 python3; do \
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint format check-python clean bench-ingest
+.PHONY: install run example test lint format check-python clean bench-ingest
 
 install: $(STAMP)
 
@@ -29,9 +29,16 @@ run: install
 	DEBUG=true $(BIN)/python manage.py migrate --no-input
 	DEBUG=true $(BIN)/python manage.py seed_demo --if-empty
 	@echo "aispm demo: http://$(HOST):$(PORT)/  (log in with one of the logins above)"
+	@echo "MCP gateway: http://$(HOST):$(PORT)/mcp/  (Authorization: Bearer <agent key>)"
 	@DEBUG=true $(BIN)/python manage.py run_periodic & periodic=$$!; \
 		trap 'kill $$periodic 2>/dev/null' EXIT INT TERM; \
-		DEBUG=true $(BIN)/python manage.py runserver $(HOST):$(PORT)
+		DEBUG=true $(BIN)/uvicorn aispm_site.asgi:application --host $(HOST) --port $(PORT) \
+			--no-access-log --timeout-graceful-shutdown 5
+
+# The whole agent loop, offline: aispm, an OpenAI Agents SDK agent on /mcp/ with a
+# scripted model, and a reviewer in Chromium. See examples/run_example.py.
+example: install
+	$(BIN)/python examples/run_example.py
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -96,9 +96,10 @@ class AgentKeyAuthentication(authentication.BaseAuthentication):
         if key is None or not secrets.compare_digest(key.key_hash, digest):
             raise exceptions.AuthenticationFailed("Unknown key.")
         now = timezone.now()
-        if key.revoked_at is not None and key.revoked_at <= now:
+        state = key.state_at(now)
+        if state == AgentKey.State.REVOKED:
             raise exceptions.AuthenticationFailed("The key has been revoked.")
-        if key.expires_at is not None and key.expires_at <= now:
+        if state == AgentKey.State.EXPIRED:
             raise exceptions.AuthenticationFailed("The key has expired.")
         ip = _client_ip(request)
         self._touch(key, now=now, ip=ip)

@@ -117,6 +117,16 @@ class Agent(models.Model):
 
 
 class AgentKey(models.Model):
+    class State(models.TextChoices):
+        ACTIVE = "active", "active"
+        ROTATING = "rotating", "rotating"  # rotated: still valid until revoked_at
+        EXPIRED = "expired", "expired"
+        REVOKED = "revoked", "revoked"
+
+        @property
+        def usable(self) -> bool:
+            return self in (AgentKey.State.ACTIVE, AgentKey.State.ROTATING)
+
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="keys")
     # The first characters of the key, safe to show, so admins can tell keys apart.
     prefix = models.CharField(max_length=20)
@@ -141,11 +151,17 @@ class AgentKey(models.Model):
     def __str__(self):
         return f"{self.prefix}… ({self.agent.slug})"
 
+    def state_at(self, now) -> "AgentKey.State":
+        if self.revoked_at is not None and self.revoked_at <= now:
+            return self.State.REVOKED
+        if self.expires_at is not None and self.expires_at <= now:
+            return self.State.EXPIRED
+        if self.revoked_at is not None:
+            return self.State.ROTATING
+        return self.State.ACTIVE
+
     def is_usable(self, at=None) -> bool:
-        at = at or timezone.now()
-        if self.revoked_at is not None and self.revoked_at <= at:
-            return False
-        return self.expires_at is None or self.expires_at > at
+        return self.state_at(at or timezone.now()).usable
 
 
 class Grant(models.Model):

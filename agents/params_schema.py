@@ -4,6 +4,7 @@ newline). One place decides the regex engine, so that a schema accepted when a c
 is applied is one that validates the same way at submission."""
 
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 
 import jsonschema_rs
 import regress
@@ -52,6 +53,17 @@ def ecma_regex_problem(pattern: str) -> str:
     except regress.RegressError as exc:
         return str(exc) or "invalid"
     return ""
+
+
+@lru_cache(maxsize=64)
+def _ecma_regex(pattern: str) -> regress.Regex:
+    return regress.Regex(pattern, "u")
+
+
+def ecma_search(pattern: str, text: str) -> bool:
+    """Whether `pattern` matches somewhere in `text`, as JSON Schema's `pattern` keyword
+    matches: ECMA-262 with the "u" flag, where `$` is the end of the text."""
+    return _ecma_regex(pattern).find(text) is not None
 
 
 def schema_problem(schema: dict) -> tuple[list, str] | None:

@@ -430,6 +430,9 @@ AISPM_POSTURE_REJECTION_MIN_REVIEWS = env_int("AISPM_POSTURE_REJECTION_MIN_REVIE
 AISPM_POSTURE_MAX_SUPERUSERS = env_int("AISPM_POSTURE_MAX_SUPERUSERS", 2, minimum=1)
 AISPM_POSTURE_QUEUE_MIN_DECISIONS = env_int("AISPM_POSTURE_QUEUE_MIN_DECISIONS", 5, minimum=1)
 AISPM_MAX_BODY_BYTES = 256 * 1024
+# The MCP gateway (/mcp/): how long a tool call waits for its release, and for reviewers.
+AISPM_MCP_RELEASE_WAIT_SECONDS = env_int("AISPM_MCP_RELEASE_WAIT_SECONDS", 10, minimum=0)
+AISPM_MCP_REVIEW_WAIT_SECONDS = env_int("AISPM_MCP_REVIEW_WAIT_SECONDS", 0, minimum=0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = AISPM_MAX_BODY_BYTES
 
 REST_FRAMEWORK = {
@@ -469,7 +472,11 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # The MCP SDK logs each stateless request at INFO; aispm logs one line per request.
+        "mcp": {"level": "WARNING"},
+    },
 }
 # Celery workers keep this configuration instead of installing their own plain-text handlers.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

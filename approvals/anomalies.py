@@ -18,7 +18,7 @@ from django.db.models.functions import Cast
 
 from agents.anomaly_rules import parse_duration, with_defaults
 from agents.models import ActionType, Agent, Alert, SeenDestination
-from agents.services import agent_suspend, alert_raise
+from agents.services import agent_force_review, agent_suspend, alert_raise
 from audit.models import AuditEvent
 
 from . import formats
@@ -277,9 +277,7 @@ def respond(*, agent: Agent, signals: list[Signal], now: datetime) -> None:
                 # decisions for the window; a new destination or hidden characters hold
                 # only their own.
                 window = parse_duration(rule.get("window", "1h"))
-                Agent.objects.filter(pk=agent.pk).update(
-                    force_review_until=now + window, force_review_reason=signal.message
-                )
+                agent_force_review(agent=agent, until=now + window, reason=signal.message)
             elif rule["action"] == "suspend":
                 agent_suspend(agent=agent, reason=f"Anomaly {rule['rule']}: {signal.message}")
 

@@ -1,5 +1,5 @@
 """Agent admin screens: behaviour versions, diffs, activation and rollback, metrics,
-dry runs and the feedback export. They live in approvals because they read decisions."""
+dry runs and the feedback export."""
 
 import json
 from datetime import UTC, datetime, time
@@ -16,14 +16,12 @@ from agents import services as agent_services
 from agents.models import Agent, Alert, BehaviourVersion
 from agents.selectors import activation_history, active_behaviour
 from aispm_site import hostile
-from aispm_site.roles import MANAGE_AGENTS_PERMISSION, permission_required
 from approvals import selectors, services
 from approvals.models import Decision
 
-from .behaviour_forms import ActivateForm, BehaviourVersionForm, DryRunForm, policy_text
+from .access import admin_required
 from .diff import diff_versions
-
-admin_required = permission_required(MANAGE_AGENTS_PERMISSION)
+from .forms import ActivateForm, BehaviourVersionForm, DryRunForm, policy_text
 
 
 def _agent_or_404(slug: str) -> Agent:
@@ -123,18 +121,23 @@ def version_new(request: HttpRequest, slug: str) -> HttpResponse:
                     days=dry_form.cleaned_data["days"],
                 )
         elif form.is_valid():
-            version = agent_services.behaviour_version_create(
-                agent=agent,
-                instructions=form.cleaned_data["instructions"],
-                settings=form.cleaned_data["settings"],
-                policy=form.cleaned_data["policy"],
-                note=form.cleaned_data["note"],
-                actor=request.user,
-            )
-            messages.success(
-                request, f"Saved v{version.number}. Review the change, then activate it."
-            )
-            return redirect(reverse("agents:activate", args=[agent.slug, version.number]))
+            try:
+                version = agent_services.behaviour_version_create(
+                    agent=agent,
+                    instructions=form.cleaned_data["instructions"],
+                    settings=form.cleaned_data["settings"],
+                    policy=form.cleaned_data["policy"],
+                    note=form.cleaned_data["note"],
+                    actor=request.user,
+                )
+            except agent_services.AgentsRefusal as exc:
+                # The policy was checked by the form; an action type may have changed since.
+                form.add_error("policy", str(exc))
+            else:
+                messages.success(
+                    request, f"Saved v{version.number}. Review the change, then activate it."
+                )
+                return redirect(reverse("agents:activate", args=[agent.slug, version.number]))
     else:
         form = BehaviourVersionForm(
             initial={

@@ -71,6 +71,7 @@ def decision_create(
     anomaly_signals: list = (),
     canonicalised: dict | None = None,
     release: bool = True,
+    channel: str = "api",
 ) -> Decision:
     """Route a proposed action through the agent's active policy and store it.
 
@@ -109,6 +110,7 @@ def decision_create(
         notes=notes,
         now=now,
         release=release,
+        channel=channel,
     )
 
 
@@ -130,6 +132,7 @@ def _decision_store(
     notes: list,
     now,
     release: bool = True,
+    channel: str = "api",
 ) -> Decision:
     status = {
         Outcome.ALLOW: Decision.Status.APPROVED,
@@ -184,6 +187,7 @@ def _decision_store(
                 "required_approvals": route.approvals,
                 "behaviour_version": decision.behaviour_version,
                 "key_id": key.pk if key else None,
+                "channel": channel,
                 **({"canonicalised": canonicalised} if canonicalised else {}),
             },
         )

@@ -225,7 +225,7 @@ def release_blocker(decision: Decision) -> str | None:
         return f"The agent {agent.slug} is suspended."
     if decision.key_id is not None:
         key = AgentKey.objects.filter(pk=decision.key_id).first()
-        if key is None or (key.revoked_at is not None and key.revoked_at <= timezone.now()):
+        if key is None or key.state_at(timezone.now()) == AgentKey.State.REVOKED:
             return "The key that submitted this decision has been revoked."
     grant = (
         Grant.objects.select_related("action_type")

@@ -68,6 +68,7 @@ class Draft:
     idempotency_key: str | None = None
     external_ref: str = ""
     request_hash: str = ""
+    channel: str = "api"  # the transport: "api" (REST) or "mcp"
     exclude: Decision | None = None  # a reviewer's edit: the decision being edited
     grant: Grant | None = None
     action_type: ActionType | None = None
@@ -197,6 +198,7 @@ def create(draft: Draft) -> Decision:
         route=draft.route,
         notes=draft.notes,
         now=draft.routed_at,
+        channel=draft.channel,
     )
     agent, signals = draft.agent, draft.signals
     watched = bool(agent.anomaly_rules or draft.action_type.anomaly_rules)
@@ -321,6 +323,7 @@ def decision_submit(
     confidence: float | None = None,
     idempotency_key: str | None = None,
     external_ref: str = "",
+    channel: str = "api",
 ) -> Submission:
     """The submission pipeline after the transport's steps: PIPELINE, in order.
 
@@ -355,6 +358,7 @@ def decision_submit(
                 idempotency_key=idempotency_key,
                 external_ref=external_ref,
                 request_hash=request_hash,
+                channel=channel,
                 now=timezone.now(),
             )
         )
@@ -376,6 +380,7 @@ def decision_submit(
                         "code": refusal.code,
                         "message": refusal.message,
                         "key_id": key.pk,
+                        "channel": channel,
                     },
                 )
             if refusal.code == "out_of_scope" and agent.anomaly_rules:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from django.core.management import CommandError, call_command
 
-from agents import crypto, governance, services
+from agents import crypto, services
 from agents.governance import GovernanceInvalid, apply_governance_file
 from agents.models import ActionType, Agent, AgentKey, BehaviourVersion, Grant
 from audit.models import AuditEvent
@@ -405,7 +405,7 @@ def test_it_rolls_back_everything_when_a_write_fails(tmp_path, config, monkeypat
     def broken(**kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(governance.services, "behaviour_version_activate", broken)
+    monkeypatch.setattr(services, "behaviour_version_activate", broken)
 
     with pytest.raises(RuntimeError):
         apply(write(tmp_path, config))

@@ -1,42 +1,27 @@
-"""Declarative governance config: load, validate and apply a YAML file.
-
-The format is the one in DESIGN.md ("Configuration and runtime"). The whole file
-is checked before anything is written, then applied in one transaction through
-the agents services, so a file lands completely or not at all. Applying the same
-file twice changes nothing.
-
-Use ``apply_governance_file(path)`` from code; it raises ``GovernanceInvalid``
-with one line per problem, each naming the file and the path inside it.
-"""
+"""The governance file's shape (a JSON Schema) and its meaning (what the schema
+cannot say), as ``path: message`` lines in the order of the file."""
 
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from email.utils import parseaddr
-from pathlib import Path
 from string import Formatter
 from typing import Any
 
-import yaml
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
-from django.db import transaction
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
+from jsonschema import exceptions as jsonschema_exceptions
 from jsonschema.exceptions import SchemaError
 
 from aispm_site import hostile
 
-from . import crypto, services
-from .anomaly_rules import validate_anomaly_rules
-from .models import ActionType, Agent, Outcome, Risk
-from .params_schema import schema_problem
-from .policy_rules import validate_constraint, validate_policy
-
-ACTOR = "apply_governance"
-# JSON Schemas in the file nest deeper than agent params may.
-GOVERNANCE_MAX_DEPTH = 64
+from .. import crypto
+from ..anomaly_rules import validate_anomaly_rules
+from ..models import ActionType, Outcome, Risk
+from ..params_schema import ecma_search, schema_problem
+from ..policy_rules import validate_constraint, validate_policy
 
 _TEXT = {"type": "string", "minLength": 1}
 _KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -153,7 +138,15 @@ FILE_SCHEMA = {
         },
     },
 }
-_FILE_VALIDATOR = Draft202012Validator(FILE_SCHEMA)
+
+
+def _ecma_pattern(validator, pattern, instance, schema):
+    # Python's re would let `$` match before a trailing line break: "sdr-agent\n" passed.
+    if validator.is_type(instance, "string") and not ecma_search(pattern, instance):
+        yield jsonschema_exceptions.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_FILE_VALIDATOR = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})(FILE_SCHEMA)
 
 _TYPE_WORDS = {
     "string": "text",
@@ -163,13 +156,6 @@ _TYPE_WORDS = {
     "number": "a number",
     "boolean": "true or false",
     "null": "null",
-}
-# How changed model fields are named in the file, for the command's output.
-_FILE_FIELD = {
-    "summary_template": "summary",
-    "connector_type": "connector",
-    "connector_config": "connector",
-    "connector_secret": "connector",
 }
 
 
@@ -181,86 +167,6 @@ class GovernanceInvalid(Exception):
         super().__init__("\n".join(self.errors))
 
 
-@dataclass(frozen=True)
-class GovernanceResult:
-    lines: list[str] = field(default_factory=list)
-    dry_run: bool = False
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.lines)
-
-
-# Loading
-
-
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-class _Loader(yaml.SafeLoader):
-    """Safe YAML that keeps dates as text (they must survive JSON) and refuses
-    duplicate keys, which plain YAML silently resolves to the last one."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _value in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
-                continue
-            key = self.construct_object(key_node)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    f"found duplicate key {key!r}",
-                    key_node.start_mark,
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-def _yaml_error(source: str, exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-    detail = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    context = getattr(exc, "context", None)
-    if context:
-        context_mark = getattr(exc, "context_mark", None)
-        if context_mark is not None and (mark is None or context_mark.line != mark.line):
-            context += f" started at line {context_mark.line + 1}"
-        detail += f" ({context})"
-    return f"{where}: invalid YAML: {detail}"
-
-
-def load_governance_file(path: str | Path) -> Any:
-    """Parse the file; raise GovernanceInvalid with one line if it cannot be read."""
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise GovernanceInvalid([f"{source}: no such file"]) from None
-    except UnicodeDecodeError:
-        raise GovernanceInvalid([f"{source}: not UTF-8 text"]) from None
-    except OSError as exc:
-        raise GovernanceInvalid([f"{source}: cannot read: {exc.strerror or exc}"]) from None
-    try:
-        data = hostile.yaml_load(
-            text, loader=_Loader, name="the file", max_depth=GOVERNANCE_MAX_DEPTH
-        )
-    except yaml.YAMLError as exc:
-        raise GovernanceInvalid([_yaml_error(source, exc)]) from None
-    except hostile.Refused as exc:
-        raise GovernanceInvalid([f"{source}: {str(exc).removesuffix('.')}"]) from None
-    if data is None:
-        raise GovernanceInvalid([f"{source}: the file is empty"])
-    return data
-
-
 # Validation
 
 
@@ -269,7 +175,7 @@ def _path(prefix: str, parts) -> str:
     for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif isinstance(part, str) and re.match(r"^[A-Za-z_][A-Za-z0-9_-]*$", part):
+        elif isinstance(part, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", part):
             out += f".{part}" if out else part
         else:
             out += f"[{part!r}]"
@@ -552,178 +458,3 @@ def validate_governance(data: Any) -> list[str]:
         if line not in lines:
             lines.append(line)
     return lines
-
-
-# Applying
-
-
-def _file_fields(changed) -> str:
-    names: list[str] = []
-    for name in changed:
-        name = _FILE_FIELD.get(name, name)
-        if name not in names:
-            names.append(name)
-    return ", ".join(names)
-
-
-def _connector_args(connector: dict) -> dict:
-    kind = connector.get("type", ActionType.Connector.NONE)
-    config: dict = {}
-    if kind == ActionType.Connector.WEBHOOK:
-        config["url"] = connector["url"]
-        if connector.get("secret_env"):
-            config["secret_env"] = connector["secret_env"]
-    elif kind == ActionType.Connector.EMAIL and connector.get("from"):
-        config["from"] = connector["from"]
-    return {
-        "connector_type": kind,
-        "connector_config": config,
-        "connector_secret": connector.get("secret") or "",
-    }
-
-
-def _apply_action_type(spec: dict, *, actor, dry_run: bool) -> list[str]:
-    key = spec["key"]
-    result = services.action_type_apply(
-        key=key,
-        name=spec["name"],
-        summary_template=spec.get("summary") or "",
-        params_schema=spec["params_schema"],
-        irreversible=spec["irreversible"],
-        risk=spec.get("risk") or "",
-        default_outcome=spec.get("default_outcome") or Outcome.REVIEW,
-        **_connector_args(spec.get("connector") or {}),
-        actor=actor,
-    )
-    lines = []
-    if result.created:
-        lines.append(f"created action type {key}")
-    elif result.changed:
-        lines.append(f"updated action type {key}: {_file_fields(result.changed)}")
-    if "anomalies" in spec and services.anomaly_rules_set(
-        target=result.instance, rules=spec["anomalies"], actor=actor
-    ):
-        lines.append(f"updated action type {key}: anomalies")
-    if result.generated_secret:
-        lines.append(
-            f"would generate a webhook secret for {key}"
-            if dry_run
-            else f"generated webhook secret for {key}: {result.generated_secret} (shown once)"
-        )
-    return lines
-
-
-def _apply_grants(agent: Agent, grants: list[dict], *, actor) -> list[str]:
-    lines = []
-    wanted = {grant["action"]: grant for grant in grants}
-    action_types = ActionType.objects.in_bulk(list(wanted), field_name="key")
-    for key, grant in wanted.items():
-        limit = grant.get("limit_per_hour")
-        result = services.grant_apply(
-            agent=agent,
-            action_type=action_types[key],
-            limit_per_hour=int(limit) if limit is not None else None,
-            constraint=grant.get("constraint") or "",
-            actor=actor,
-        )
-        if result.created:
-            lines.append(f"created grant {agent.slug} → {key}")
-        elif result.changed:
-            lines.append(f"updated grant {agent.slug} → {key}: {_file_fields(result.changed)}")
-    stale = agent.grants.select_related("agent", "action_type").exclude(
-        action_type__key__in=list(wanted)
-    )
-    for grant in stale:
-        services.grant_remove(grant=grant, actor=actor)
-        lines.append(f"removed grant {agent.slug} → {grant.action_type.key}")
-    return lines
-
-
-def _apply_behaviour(agent: Agent, behaviour: dict, *, actor, source: str) -> list[str]:
-    content = {
-        "instructions": behaviour.get("instructions", ""),
-        "settings": behaviour.get("settings", {}),
-        "policy": behaviour.get("policy", []),
-    }
-    active = agent.active_behaviour
-    if active is not None and services.behaviour_content_hash(
-        instructions=active.instructions, settings=active.settings, policy=active.policy
-    ) == services.behaviour_content_hash(**content):
-        return []
-    version = services.behaviour_version_create(
-        agent=agent, note=f"applied from {source}" if source else "", actor=actor, **content
-    )
-    services.behaviour_version_activate(version=version, actor=actor)
-    return [f"created behaviour {agent.slug} v{version.number} (active)"]
-
-
-def _apply_agent(spec: dict, *, actor, source: str, dry_run: bool = False) -> list[str]:
-    owner = None
-    if spec.get("owner"):
-        user_model = get_user_model()
-        owner = user_model._default_manager.get(**{user_model.USERNAME_FIELD: spec["owner"]})
-    result = services.agent_apply(
-        slug=spec["slug"],
-        name=spec["name"],
-        owner=owner,
-        callback_url=spec.get("callback_url") or "",
-        actor=actor,
-    )
-    agent = result.instance
-    lines = []
-    if result.created:
-        lines.append(f"created agent {agent.slug}")
-    elif result.changed:
-        lines.append(f"updated agent {agent.slug}: {_file_fields(result.changed)}")
-    if "anomalies" in spec and services.anomaly_rules_set(
-        target=agent, rules=spec["anomalies"], actor=actor
-    ):
-        lines.append(f"updated agent {agent.slug}: anomalies")
-    callback_secret = services.agent_callback_secret_ensure(agent=agent, actor=actor)
-    if callback_secret:
-        lines.append(
-            f"would generate a callback secret for {agent.slug}"
-            if dry_run
-            else f"generated callback secret for {agent.slug}: {callback_secret} (shown once)"
-        )
-    # An agent without a `grants` key keeps its grants; `grants: []` removes them all.
-    if "grants" in spec:
-        lines += _apply_grants(agent, spec["grants"], actor=actor)
-    if "behaviour" in spec:
-        lines += _apply_behaviour(agent, spec["behaviour"], actor=actor, source=source)
-    return lines
-
-
-def apply_governance(
-    data: Any, *, dry_run: bool = False, actor: Any = ACTOR, source: str = ""
-) -> GovernanceResult:
-    """Validate parsed governance data and apply it in one transaction.
-
-    Raises GovernanceInvalid (writing nothing) if anything is wrong. With
-    `dry_run`, everything runs and is then rolled back, so the result lists
-    exactly what an apply would change.
-    """
-    prefix = f"{source}: " if source else ""
-    lines: list[str] = []
-    with transaction.atomic():
-        problems = validate_governance(data)
-        if problems:
-            raise GovernanceInvalid([prefix + problem for problem in problems])
-        try:
-            for spec in data.get("action_types") or []:
-                lines += _apply_action_type(spec, actor=actor, dry_run=dry_run)
-            for spec in data.get("agents") or []:
-                lines += _apply_agent(spec, actor=actor, source=Path(source).name, dry_run=dry_run)
-        except ValueError as exc:
-            raise GovernanceInvalid([f"{prefix}{exc}"]) from None
-        if dry_run:
-            transaction.set_rollback(True)
-    return GovernanceResult(lines=lines, dry_run=dry_run)
-
-
-def apply_governance_file(
-    path: str | Path, *, dry_run: bool = False, actor: Any = ACTOR
-) -> GovernanceResult:
-    """Load, validate and apply a governance YAML file; see apply_governance."""
-    data = load_governance_file(path)
-    return apply_governance(data, dry_run=dry_run, actor=actor, source=str(path))
