@@ -36,3 +36,30 @@ def test_an_agent_with_one_version_says_there_is_nothing_to_roll_back_to(client)
     html = client.get("/agents/lonely/").content.decode()
     assert 'data-empty="activations"' in html
     assert 'data-empty="earlier-version"' in html
+
+
+def test_saving_a_version_keeps_the_instructions_trailing_newline(client):
+    import json
+
+    from agents.models import BehaviourVersion
+
+    agent = AgentFactory(slug="support", name="Support agent")
+    v1 = behaviour_version_create(agent=agent, instructions="Be kind.\nRefund fairly.\n")
+    behaviour_version_activate(version=v1)
+    client.force_login(agent_admin(username="ada"))
+    response = client.post(
+        "/agents/support/versions/new/",
+        {
+            "instructions": "Be kind.\r\nRefund fairly.\r\n",
+            "settings": "{}",
+            "policy": json.dumps([]),
+            "note": "Same text",
+            "action": "save",
+        },
+    )
+    assert response.status_code == 302
+    v2 = BehaviourVersion.objects.get(agent=agent, number=2)
+    assert v2.instructions == v1.instructions
+    html = client.get("/agents/support/versions/diff/?a=1&b=2").content.decode()
+    assert "have the same instructions, settings and rules" in html
+    assert 'class="diff-changed"' not in html
