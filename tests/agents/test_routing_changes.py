@@ -77,3 +77,65 @@ def test_the_dry_run_page_shows_counts_per_kind_and_the_pending_preview(client, 
     assert "<strong>3</strong> with a different risk" in html
     assert "<strong>3</strong> with a different bulk approval" in html
     assert 'data-count="rerouted">3<' in html
+
+
+def test_activation_then_rollback_restores_the_old_routing(client, agent):
+    ada = agent_admin(username="ada")
+    client.force_login(ada)
+    v2 = behaviour_version_create(agent=agent, policy=V2, note="stricter")
+    page = client.get(f"/agents/support/versions/{v2.number}/activate/").content.decode()
+    assert 'data-count="rerouted">3<' in page
+    response = client.post(
+        f"/agents/support/versions/{v2.number}/activate/",
+        {"reason": "Stricter", "reroute": "on"},
+        follow=True,
+    )
+    message = response.content.decode()
+    assert (
+        "Activated v2. Re-routed 3 pending decisions to v2&#x27;s routing and cancelled 0"
+        in message
+    )
+    assert "restored policy" not in message
+    pending = Decision.objects.filter(status="pending")
+    assert {(d.required_approvals, d.risk, d.bulk_allowed) for d in pending} == {(2, "high", False)}
+
+    # The rollback page offers the re-route, with the same preview, and restores v1's routing.
+    page = client.get("/agents/support/versions/1/activate/").content.decode()
+    assert 'data-count="rerouted">3<' in page and 'name="reroute"' in page
+    response = client.post(
+        "/agents/support/versions/1/activate/",
+        {"reason": "Finance is not staffed", "reroute": "on"},
+        follow=True,
+    )
+    assert "Rolled back to v1. Re-routed 3 pending decisions to v1&#x27;s routing" in (
+        response.content.decode()
+    )
+    pending = Decision.objects.filter(status="pending")
+    assert {(d.required_approvals, d.risk, d.bulk_allowed) for d in pending} == {(1, "low", True)}
+    assert {d.behaviour_version for d in pending} == {1}
+
+
+def test_an_admin_may_opt_out_of_rerouting_and_is_told_so(client, agent):
+    client.force_login(agent_admin(username="ada"))
+    v2 = behaviour_version_create(agent=agent, policy=V2)
+    response = client.post(
+        f"/agents/support/versions/{v2.number}/activate/", {"reason": "Later"}, follow=True
+    )
+    assert "You chose not to re-route: 3 pending decisions keep the routing they had." in (
+        response.content.decode()
+    )
+    assert {d.required_approvals for d in Decision.objects.filter(status="pending")} == {1}
+
+
+def test_an_activation_that_changes_no_routing_reroutes_nothing(client, agent):
+    client.force_login(agent_admin(username="ada"))
+    v2 = behaviour_version_create(agent=agent, instructions="New words, same rules", policy=V1)
+    page = client.get(f"/agents/support/versions/{v2.number}/activate/").content.decode()
+    assert 'name="reroute"' not in page
+    response = client.post(
+        f"/agents/support/versions/{v2.number}/activate/",
+        {"reason": "Wording", "reroute": "on"},
+        follow=True,
+    )
+    html = response.content.decode()
+    assert "Activated v2." in html and "Re-routed" not in html
