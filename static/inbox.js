@@ -32,7 +32,9 @@
     const grid = document.querySelector("#inbox .inbox-grid");
     if (row && grid && window.matchMedia("(min-width: 901px)").matches) {
       // The sticky pane fills the viewport once the list's top reaches it.
-      const top = grid.getBoundingClientRect().top + window.scrollY;
+      const bar = document.querySelector(".topbar");
+      const offset = (bar ? bar.getBoundingClientRect().height : 0) + 8;
+      const top = grid.getBoundingClientRect().top + window.scrollY - offset;
       if (window.scrollY < top) { window.scrollTo(0, top); }
       row.scrollIntoView({ block: "nearest" });
     } else if (pane) {

@@ -17,6 +17,7 @@ from aispm_site.roles import REVIEW_PERMISSION, permission_required
 
 from .. import selectors, services
 from ..models import Decision
+from ..templatetags.approvals_extras import readable_summary
 from .forms import ApproveForm, BulkApproveForm, ParamsEditForm, RejectForm
 
 review_required = permission_required(REVIEW_PERMISSION)
@@ -216,7 +217,7 @@ def decision_approve(request: HttpRequest, decision_id) -> HttpResponse:
             comment=form.cleaned_data["comment"],
             expected_params_hash=form.cleaned_data["params_hash"],
         )
-        messages.success(request, f"Approved: {decision.summary}")
+        messages.success(request, f"Approved: {readable_summary(decision)}")
 
     return _act(request, decision, approve)
 
@@ -236,7 +237,7 @@ def decision_reject(request: HttpRequest, decision_id) -> HttpResponse:
             reason=form.cleaned_data["reason"],
             tags=form.cleaned_data["tags"],
         )
-        messages.success(request, f"Rejected: {decision.summary}")
+        messages.success(request, f"Rejected: {readable_summary(decision)}")
 
     return _act(request, decision, reject)
 

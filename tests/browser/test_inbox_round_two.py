@@ -89,11 +89,21 @@ def note(estate, n) -> Decision:
     )
 
 
+# Whether the element is what the reader sees at its own centre: not under the sticky
+# top bar, the toast or anything else.
+ON_TOP = """el => {
+  const r = el.getBoundingClientRect();
+  const hit = document.elementFromPoint(r.left + r.width / 2, r.top + Math.min(r.height / 2, 8));
+  return hit !== null && (el === hit || el.contains(hit) || hit.contains(el));
+}"""
+
+
 def in_view(page, locator) -> bool:
     box = locator.bounding_box()
     size = page.viewport_size
     return (
         box is not None
+        and locator.evaluate(ON_TOP)
         and box["y"] >= -1
         and box["y"] + box["height"] <= size["height"] + 0.5
         and box["x"] >= 0
