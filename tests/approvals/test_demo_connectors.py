@@ -8,7 +8,7 @@ from django.core.management import call_command
 
 from agents.models import ActionType, Alert
 from approvals.models import Decision
-from approvals.services import decision_approve
+from approvals.services import decision_approve, decision_release
 
 pytestmark = pytest.mark.django_db
 
@@ -20,14 +20,18 @@ def demo():
 
 
 def _approve(decision, people, capture):
-    """Approve with as many distinct reviewers as the decision needs; release runs
-    eagerly after commit when there is no broker."""
+    """Approve with as many distinct reviewers as the decision needs, then release it
+    (eagerly after commit without a broker, here with one)."""
     for person in people[: decision.required_approvals]:
         with capture(execute=True):
             decision_approve(decision=decision, reviewer=person)
         decision.refresh_from_db()
         if decision.status != Decision.Status.PENDING:
             break
+    if decision.status == Decision.Status.APPROVED:
+        # With a broker the release task waits in the queue: run the release here.
+        decision_release(decision_id=str(decision.pk))
+        decision.refresh_from_db()
     return decision
 
 
