@@ -180,13 +180,15 @@ def _money_field(name, value, params) -> str | None:
 
 @register.filter
 def readable_params(value) -> list[tuple[str, str]]:
-    """Like params_items, with numbers and money written for the reader's locale."""
+    """Like params_items, with money (a number beside a currency) written for the
+    reader's locale; other values stay as the agent sent them."""
     if not isinstance(value, dict):
         return params_items(value)
     items = []
     for key, item in value.items():
-        if _is_number(item):
-            text = readable_number(item, currency=_money_field(key, item, value))
+        currency = _money_field(key, item, value)
+        if currency:
+            text = readable_number(item, currency=currency)
         else:
             text = _display(item)
         items.append((str(key), text))
@@ -244,11 +246,12 @@ def readable_summary(decision) -> str:
             out.append("{" + field + "}")
             continue
         value = params[field]
-        if _is_number(value):
-            currency = _money_field(field, value, params)
+        currency = _money_field(field, value, params)
+        if currency:
             out.append(readable_number(value, currency=currency))
-            money_shown = currency is not None
+            money_shown = True
         else:
+            # Other values as the agent sent them: an exact count or id stays exact.
             out.append(_flatten(value))
     return "".join(out)
 
