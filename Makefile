@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum
 PYTHON := $(shell for p in python3.13 python3.12 python3; do \
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; \
 	then echo $$p; break; fi; done)
+# The real OpenID provider the single sign-on tests start (node; tests/oidc_provider).
+OIDC_PROVIDER := tests/oidc_provider/node_modules/.package-lock.json
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -40,8 +42,13 @@ run: install
 example: install
 	$(BIN)/python examples/run_example.py
 
-test: install
+test: install $(OIDC_PROVIDER)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+$(OIDC_PROVIDER): tests/oidc_provider/package.json tests/oidc_provider/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix tests/oidc_provider --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "warning: npm not found; the single sign-on tests will be skipped (CI fails them)" >&2; fi
 
 lint: install
 	$(BIN)/ruff check .

@@ -14,7 +14,19 @@ import cel
 
 from .models import Outcome, Risk
 
-RULE_KEYS = {"id", "action", "when", "outcome", "approvals", "ttl", "risk", "bulk", "reason"}
+RULE_KEYS = {
+    "id",
+    "action",
+    "when",
+    "outcome",
+    "approvals",
+    "ttl",
+    "risk",
+    "bulk",
+    "reason",
+    "step_up",
+}
+STEP_UP_METHODS = {"passkey"}
 TTL_PATTERN = re.compile(r"^(\d+)([smhd])$")
 TTL_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 MAX_TTL = timedelta(days=30)
@@ -130,6 +142,8 @@ def validate_policy(
             )
         if "bulk" in rule and not isinstance(rule["bulk"], bool):
             problems.append(RuleProblem(f"{here}.bulk", "must be true or false"))
+        if "step_up" in rule and rule["step_up"] not in STEP_UP_METHODS:
+            problems.append(RuleProblem(f"{here}.step_up", "must be passkey"))
         if "reason" in rule and not isinstance(rule["reason"], str):
             problems.append(RuleProblem(f"{here}.reason", "must be text"))
     return problems

@@ -4,8 +4,11 @@ import time
 import uuid
 
 from django.conf import settings
+from django.core.handlers.base import BaseHandler
+from django.core.handlers.exception import convert_exception_to_response
 from django.core.signals import request_finished
 from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.utils.module_loading import import_string
 
 from .hostile import text_problem
 from .logging import current_decision_id, current_request, current_request_id
@@ -94,6 +97,52 @@ class RefuseHostileInputMiddleware:
         if not api and limit is not None and length.isdigit() and int(length) > limit:
             return HttpResponse("The form is too large.", status=413, content_type="text/plain")
         return self.get_response(request)
+
+
+class ApiFastPathMiddleware:
+    """Send agent API requests (AISPM_API_PREFIX) down a short middleware chain.
+
+    Agents authenticate with a key on every request: sessions, messages, CSRF,
+    authentication from the session, htmx and django-axes do nothing for them, but
+    each costs Python on every call. Django has no per-URL middleware, so this one
+    short-circuits: an API request skips the rest of MIDDLEWARE and goes through
+    AISPM_API_MIDDLEWARE (the response headers: Content-Length, X-Frame-Options,
+    Content-Security-Policy) to the view, resolved and called as Django's handler
+    does, with the same handling of exceptions. Everything above this middleware
+    (the request id, the log line, the hostile-input refusals, the security headers)
+    applies to both paths. Other paths, the API's schema and docs pages included,
+    take the whole chain.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.prefix = settings.AISPM_API_PREFIX
+        self.api_chain = _ApiHandler(settings.AISPM_API_MIDDLEWARE).chain
+
+    def __call__(self, request):
+        if request.path_info.startswith(self.prefix):
+            return self.api_chain(request)
+        return self.get_response(request)
+
+
+class _ApiHandler(BaseHandler):
+    """Django's own resolve-and-call (BaseHandler._get_response) under a short,
+    synchronous middleware list, assembled as BaseHandler.load_middleware does."""
+
+    def __init__(self, paths: list[str]):
+        self._view_middleware, self._template_response_middleware = [], []
+        self._exception_middleware = []
+        handler = convert_exception_to_response(self._get_response)
+        for path in reversed(paths):
+            instance = import_string(path)(handler)
+            if hasattr(instance, "process_view"):
+                self._view_middleware.insert(0, instance.process_view)
+            if hasattr(instance, "process_template_response"):
+                self._template_response_middleware.append(instance.process_template_response)
+            if hasattr(instance, "process_exception"):
+                self._exception_middleware.append(instance.process_exception)
+            handler = convert_exception_to_response(instance)
+        self.chain = handler
 
 
 def clear_request_context(**kwargs) -> None:

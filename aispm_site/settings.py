@@ -4,179 +4,33 @@ Every variable is parsed by a small typed helper that fails at start-up with a
 message naming the variable. See README.md ("Configuration") for the contract.
 """
 
-import base64
 import os
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
-import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
+
+from . import roles
+from .env import (
+    env_bool,
+    env_broker,
+    env_choice,
+    env_database,
+    env_int,
+    env_list,
+    env_mailer,
+    env_mapping,
+    env_signing_key,
+    env_str,
+    env_url,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # templates/ and static/ sit at the top of a checkout; an installed wheel carries them
 # inside this package (see pyproject.toml).
 ASSETS_DIR = BASE_DIR if (BASE_DIR / "templates").is_dir() else Path(__file__).resolve().parent
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def env_bool(name: str, default: bool = False) -> bool:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ImproperlyConfigured(f"{name} must be true or false (got {raw!r}).")
-
-
-def env_int(name: str, default: int, *, minimum: int = 0) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be an integer (got {raw!r}).") from None
-    if value < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum} (got {value}).")
-    return value
-
-
-def env_list(name: str, default: list[str]) -> list[str]:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    return [item.strip() for item in raw.split(",") if item.strip()]
-
-
-def env_database(name: str) -> dict:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": BASE_DIR / "db.sqlite3",
-            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
-        }
-    scheme = urlsplit(raw).scheme
-    if scheme not in {"postgres", "postgresql", "pgsql"}:
-        raise ImproperlyConfigured(
-            f"{name} must be a PostgreSQL URL such as postgres://user@host:5432/db "
-            f"(got scheme {scheme!r})."
-        )
-    try:
-        config = dj_database_url.parse(raw, conn_max_age=600)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} is not a valid database URL: {exc}") from None
-    if not config.get("NAME"):
-        raise ImproperlyConfigured(f"{name} must name a database, e.g. postgres://host/aispm.")
-    return config
-
-
-def env_broker(name: str) -> str | None:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return None
-    parts = urlsplit(raw)
-    if parts.scheme not in {"redis", "rediss"} or not parts.hostname:
-        raise ImproperlyConfigured(
-            f"{name} must be a Redis URL such as redis://127.0.0.1:6379/0 (got {raw!r})."
-        )
-    try:
-        parts.port  # noqa: B018 - raises on a non-numeric port
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} has an invalid port (got {raw!r}).") from None
-    return raw
-
-
-def env_signing_key(name: str) -> bytes | None:
-    """An Ed25519 seed: base64 of 32 bytes in `name`, or in the file `name`_FILE names."""
-    raw = os.environ.get(name, "").strip()
-    path = os.environ.get(f"{name}_FILE", "").strip()
-    if raw and path:
-        raise ImproperlyConfigured(f"Set {name} or {name}_FILE, not both.")
-    source = name
-    if path:
-        source = f"{name}_FILE ({path})"
-        try:
-            raw = Path(path).read_text().strip()
-        except OSError as exc:
-            raise ImproperlyConfigured(f"{source} cannot be read: {exc.strerror}.") from None
-    if not raw:
-        return None
-    try:
-        seed = base64.b64decode(raw, validate=True)
-    except ValueError:
-        raise ImproperlyConfigured(f"{source} must be base64 of a 32-byte seed.") from None
-    if len(seed) != 32:
-        raise ImproperlyConfigured(
-            f"{source} must be base64 of a 32-byte Ed25519 seed (got {len(seed)} bytes)."
-        )
-    return seed
-
-
-def env_url(name: str, *, schemes: set[str]) -> str:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return ""
-    parts = urlsplit(raw)
-    if parts.scheme not in schemes:
-        raise ImproperlyConfigured(
-            f"{name} must start with one of {', '.join(sorted(schemes))}:// (got {raw!r})."
-        )
-    try:
-        parts.port  # noqa: B018 - raises on a non-numeric port
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} has an invalid port (got {raw!r}).") from None
-    if parts.scheme == "file" and not parts.path:
-        raise ImproperlyConfigured(f"{name} must name a directory, e.g. file:///var/witness/.")
-    if parts.scheme not in {"file"} and not parts.hostname:
-        raise ImproperlyConfigured(f"{name} must name a host (got {raw!r}).")
-    return raw
-
-
-_MAIL_BACKENDS = {
-    "smtp": "django.core.mail.backends.smtp.EmailBackend",
-    "smtps": "django.core.mail.backends.smtp.EmailBackend",
-    "console": "django.core.mail.backends.console.EmailBackend",
-    "locmem": "django.core.mail.backends.locmem.EmailBackend",
-    "dummy": "django.core.mail.backends.dummy.EmailBackend",
-}
-
-
-def env_mailer(name: str, *, debug: bool) -> dict:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        scheme = "console" if debug else "smtp"
-        raw = f"{scheme}://localhost:25"
-    parts = urlsplit(raw)
-    if parts.scheme not in _MAIL_BACKENDS:
-        raise ImproperlyConfigured(
-            f"{name} must start with one of {', '.join(sorted(_MAIL_BACKENDS))}:// (got {raw!r})."
-        )
-    config = {"BACKEND": _MAIL_BACKENDS[parts.scheme]}
-    if parts.scheme.startswith("smtp"):
-        try:
-            port = parts.port or (465 if parts.scheme == "smtps" else 25)
-        except ValueError:
-            raise ImproperlyConfigured(f"{name} has an invalid port (got {raw!r}).") from None
-        query = dict(pair.split("=", 1) for pair in parts.query.split("&") if "=" in pair)
-        config["OPTIONS"] = {
-            "host": parts.hostname or "localhost",
-            "port": port,
-            "username": unquote(parts.username or ""),
-            "password": unquote(parts.password or ""),
-            "use_ssl": parts.scheme == "smtps",
-            "use_tls": query.get("tls", "").lower() in _TRUE,
-            "timeout": 10,
-        }
-    return config
-
 
 DEBUG = env_bool("DEBUG")
 
@@ -220,17 +74,30 @@ MIDDLEWARE = [
     "aispm_site.middleware.RequestContextMiddleware",
     "aispm_site.middleware.RefuseHostileInputMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # The agent API leaves here for AISPM_API_MIDDLEWARE; everything below is for people.
+    "aispm_site.middleware.ApiFastPathMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Renews single sign-on sessions silently, and ends those the provider no longer backs.
+    "aispm_site.oidc.SessionRefresh",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     # Last, as django-axes requires: it turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
+]
+
+# Agents authenticate with a key on every request: no session, messages, CSRF,
+# htmx or login throttling, only the middleware that sets response headers.
+AISPM_API_PREFIX = "/api/v1/"
+AISPM_API_MIDDLEWARE = [
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "aispm_site.urls"
@@ -267,7 +134,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # address lock that pair out for 15 minutes; a correct password does not lift it.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    "aispm_site.oidc.LocalPasswordBackend",
+    "aispm_site.oidc.Backend",
 ]
 AXES_ENABLED = True
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
@@ -280,6 +148,30 @@ AXES_RESET_ON_SUCCESS = True
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_HTTP_RESPONSE_CODE = 429
+
+# Single sign-on (OpenID Connect, mozilla-django-oidc), on when OIDC_ISSUER is set. See
+# README "Sign-in and signed approvals". Local passwords can be turned off; superusers
+# keep theirs as the break-glass way in.
+AISPM_LOCAL_LOGIN = env_bool("AISPM_LOCAL_LOGIN", True)
+OIDC_ISSUER = env_url("OIDC_ISSUER")
+OIDC_RP_CLIENT_ID = env_str("OIDC_CLIENT_ID")
+OIDC_RP_CLIENT_SECRET = env_str("OIDC_CLIENT_SECRET")
+if OIDC_ISSUER and not (OIDC_RP_CLIENT_ID and OIDC_RP_CLIENT_SECRET):
+    raise ImproperlyConfigured("OIDC_ISSUER is set: set OIDC_CLIENT_ID and OIDC_CLIENT_SECRET too.")
+OIDC_GROUPS_CLAIM = env_str("OIDC_GROUPS_CLAIM", "groups") or "groups"
+OIDC_GROUP_MAP = env_mapping(
+    "OIDC_GROUP_MAP", allowed_values={roles.REVIEWERS, roles.AGENT_ADMINS, roles.AUDITORS}
+)
+OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS = env_int("OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS", 900, minimum=30)
+OIDC_RP_SIGN_ALGO = env_choice(
+    "OIDC_SIGN_ALGO", "RS256", choices={"RS256", "RS384", "RS512", "ES256", "ES384", "ES512"}
+)
+OIDC_RP_SCOPES = env_str("OIDC_SCOPES", "openid email profile") or "openid email profile"
+OIDC_USE_PKCE = True
+OIDC_USE_NONCE = True
+OIDC_STORE_ID_TOKEN = True
+OIDC_TIMEOUT = 10
+OIDC_EXEMPT_URLS = ["logout", "healthz"]
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -314,6 +206,12 @@ SECURE_CSP = {
     "frame-ancestors": [CSP.NONE],
     "form-action": [CSP.SELF],
 }
+
+if OIDC_ISSUER:
+    # Logging out POSTs to aispm, which redirects to the provider's end-session page,
+    # and browsers hold that redirect to form-action too.
+    _issuer = urlsplit(OIDC_ISSUER)
+    SECURE_CSP["form-action"].append(f"{_issuer.scheme}://{_issuer.netloc}")
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
@@ -352,6 +250,11 @@ CELERY_TASK_TIME_LIMIT = 60
 # a task that is still running.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
 CELERY_TIMEZONE = "UTC"
+# Celery's Django fixup closes every database connection before and after each task
+# unless told to reuse them: a new PostgreSQL connection for every release. Reuse it as
+# web requests do (DATABASE_CONN_MAX_AGE); aispm_site.celery closes a broken or expired
+# one before each task, and the fixup still closes all every CELERY_DB_REUSE_MAX tasks.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000, minimum=0)
 # Publishing must not hang a request while the broker is down: fail fast, and let
 # the release sweeper enqueue what was missed.
 CELERY_TASK_PUBLISH_RETRY = False
@@ -429,6 +332,14 @@ AISPM_POSTURE_REJECTION_PERCENT = env_int("AISPM_POSTURE_REJECTION_PERCENT", 40,
 AISPM_POSTURE_REJECTION_MIN_REVIEWS = env_int("AISPM_POSTURE_REJECTION_MIN_REVIEWS", 10, minimum=1)
 AISPM_POSTURE_MAX_SUPERUSERS = env_int("AISPM_POSTURE_MAX_SUPERUSERS", 2, minimum=1)
 AISPM_POSTURE_QUEUE_MIN_DECISIONS = env_int("AISPM_POSTURE_QUEUE_MIN_DECISIONS", 5, minimum=1)
+# Step-up: decisions of this risk or higher need a passkey-signed approval even when
+# their policy rule does not say `step_up: passkey` (empty: only rules that say so).
+AISPM_STEP_UP_DEFAULT_RISK = env_choice(
+    "AISPM_STEP_UP_DEFAULT_RISK", "", choices={"", "low", "medium", "high", "critical"}
+)
+# WebAuthn relying party; by default the host and origin the browser used.
+AISPM_WEBAUTHN_RP_ID = env_str("AISPM_WEBAUTHN_RP_ID")
+AISPM_WEBAUTHN_ORIGIN = env_url("AISPM_WEBAUTHN_ORIGIN").rstrip("/")
 AISPM_MAX_BODY_BYTES = 256 * 1024
 # The MCP gateway (/mcp/): how long a tool call waits for its release, and for reviewers.
 AISPM_MCP_RELEASE_WAIT_SECONDS = env_int("AISPM_MCP_RELEASE_WAIT_SECONDS", 10, minimum=0)
@@ -441,7 +352,8 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "approvals.api.errors.exception_handler",
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # orjson, with DRF's renderer as the fallback for what it would write differently.
+    "DEFAULT_RENDERER_CLASSES": ["approvals.api.fast_json.FastJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
 }
 SPECTACULAR_SETTINGS = {

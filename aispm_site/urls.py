@@ -1,9 +1,8 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import hostile, views
+from . import hostile, oidc, views
 
 # Before the includes below, whose patterns use it.
 register_converter(hostile.IdConverter, "id")
@@ -11,8 +10,11 @@ register_converter(hostile.IdConverter, "id")
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz/", views.healthz, name="healthz"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/login/", oidc.PasswordLoginView.as_view(), name="login"),
+    path("accounts/logout/", oidc.LogoutView.as_view(), name="logout"),
+    path("oidc/login/", oidc.LoginView.as_view(), name="oidc_authentication_init"),
+    path("oidc/callback/", oidc.CallbackView.as_view(), name="oidc_authentication_callback"),
+    path("oidc/logout/", oidc.LogoutView.as_view(), name="oidc_logout"),
     path("admin/", admin.site.urls),
     path("", include("approvals.inbox.urls")),
     path("audit/", include("audit.screens.urls")),

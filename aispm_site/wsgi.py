@@ -3,6 +3,7 @@ import os
 
 from django.conf import settings
 from django.core.wsgi import get_wsgi_application
+from django.urls import get_resolver
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aispm_site.settings")
 
@@ -41,3 +42,7 @@ def _read_at_most(stream, limit: int) -> bytes:
 
 
 application = ChunkedBody(get_wsgi_application())
+# Import every URLconf and view now, as each server process starts, rather than in its
+# first request: the views' imports build tables that take a second or more, which the
+# first agent to reach each new worker would otherwise wait for.
+get_resolver().url_patterns  # noqa: B018 - loads them

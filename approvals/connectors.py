@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +30,11 @@ from . import formats
 EXCERPT_CHARS = 500
 TIMEOUT_SECONDS = 10
 USER_AGENT = "aispm-release/1"
+# Keep-alive: idle connections kept per target, for how long, and how much of a
+# response body is read past the excerpt so that its connection can be used again.
+POOL_PER_TARGET = 4
+POOL_IDLE_SECONDS = 30
+POOL_DRAIN_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -203,10 +209,83 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
             raise
 
 
+class _Pool:
+    """Idle keep-alive connections of this process, by target.
+
+    The key holds the scheme, the name, the port and the addresses the target was
+    checked to: a connection is reused only when this call's check pinned the very
+    same addresses, so it always goes to an address checked now. A name that
+    resolves elsewhere gets a new connection to its new, checked, address. A forked
+    child (a prefork worker) starts with an empty pool: it never shares a socket
+    with its parent.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.idle: dict[tuple, list[tuple[http.client.HTTPConnection, float]]] = {}
+
+    def take(self, key: tuple) -> http.client.HTTPConnection | None:
+        now = time.monotonic()
+        with self.lock:
+            idle = self.idle.get(key, [])
+            while idle:
+                connection, since = idle.pop()
+                if now - since < POOL_IDLE_SECONDS:
+                    return connection
+                connection.close()
+        return None
+
+    def give(self, key: tuple, connection: http.client.HTTPConnection) -> None:
+        with self.lock:
+            idle = self.idle.setdefault(key, [])
+            if len(idle) < POOL_PER_TARGET:
+                idle.append((connection, time.monotonic()))
+                return
+        connection.close()
+
+    def clear(self) -> None:
+        with self.lock:
+            idle, self.idle = self.idle, {}
+        for connections in idle.values():
+            for connection, _ in connections:
+                connection.close()
+
+    def forget(self) -> None:
+        """After a fork: drop the parent's sockets without a word on them."""
+        self.lock = threading.Lock()
+        self.idle = {}
+
+
+_pool = _Pool()
+os.register_at_fork(after_in_child=_pool.forget)
+
+
+def _pool_key(target: Target) -> tuple:
+    tls = id(tls_context()) if target.scheme == "https" else None
+    return (target.scheme, target.host, target.port, target.addresses, tls)
+
+
+def _exchange(connection, target: Target, body: bytes, headers: dict):
+    connection.request("POST", target.path, body=body, headers=headers)
+    return connection.getresponse()
+
+
+def _drained(response) -> bool:
+    """Read the rest of a response, if it is short, so that its connection can serve
+    the next request; False when the connection must be closed instead."""
+    if response.will_close:
+        return False
+    response.read(POOL_DRAIN_BYTES)
+    return response.isclosed()
+
+
 def post_signed(*, url: str, secret: str, message_id: str, payload: dict) -> Delivery:
     """POST JSON signed per Standard Webhooks; `message_id` stays the same across retries.
 
     A redirect is never followed: it would send the request to a target nobody checked.
+    The connection is kept alive for the next call to the same checked target; a kept
+    connection the other side has closed meanwhile is replaced by a new one and the
+    request sent again (at least once, with the same webhook-id).
     """
     started = time.monotonic()
     body = json.dumps(payload, cls=DjangoJSONEncoder, separators=(",", ":"))
@@ -225,11 +304,21 @@ def post_signed(*, url: str, secret: str, message_id: str, payload: dict) -> Del
         "Idempotency-Key": message_id,
     }
     kind = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
-    connection = kind(target, timeout=TIMEOUT_SECONDS)
+    key = _pool_key(target)
+    connection = _pool.take(key)
+    reusable = False
     try:
-        connection.request("POST", target.path, body=body.encode(), headers=headers)
-        response = connection.getresponse()
+        response = None
+        if connection is not None:
+            try:
+                response = _exchange(connection, target, body.encode(), headers)
+            except (ConnectionError, http.client.BadStatusLine):
+                connection.close()  # closed by the other side while it was idle
+        if response is None:
+            connection = kind(target, timeout=TIMEOUT_SECONDS)
+            response = _exchange(connection, target, body.encode(), headers)
         excerpt = response.read(EXCERPT_CHARS).decode(errors="replace")
+        reusable = _drained(response)
     except (http.client.HTTPException, OSError, ValueError) as exc:
         # A URL http.client will not send (control characters, non-ASCII) stays broken;
         # network and TLS failures may pass.
@@ -241,7 +330,10 @@ def post_signed(*, url: str, secret: str, message_id: str, payload: dict) -> Del
             duration_ms=_ms(started),
         )
     finally:
-        connection.close()
+        if reusable:
+            _pool.give(key, connection)
+        elif connection is not None:
+            connection.close()
     if 200 <= response.status < 300:
         return Delivery(
             True, status_code=response.status, excerpt=excerpt, duration_ms=_ms(started)

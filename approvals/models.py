@@ -261,3 +261,6 @@ class Finding(models.Model):
 
     def __str__(self):
         return f"[{self.severity}] {self.check_id} {self.subject} ({self.status})"
+
+
+from .passkey_models import Passkey, ReviewSignature  # noqa: E402,F401 - registered with this app

@@ -1,8 +1,10 @@
 """Per-grant hourly limits.
 
-With Redis configured, a fixed one-hour window counter per agent and action
-(one INCR+EXPIRE round trip). Without Redis, or while Redis is unreachable, the
-same window is counted from the decisions table, which is exact but costs a query.
+With Redis configured, a fixed one-hour window counter per agent and action: one
+Lua script counts the attempt and sets the counter's expiry in one round trip, and
+atomically, so no counter can outlive its window. Without Redis, or while Redis is
+unreachable, the same window is counted from the decisions table, which is exact but
+costs a query.
 """
 
 import logging
@@ -15,17 +17,25 @@ from .models import Decision
 
 log = logging.getLogger(__name__)
 WINDOW_SECONDS = 3600
-_client: redis.Redis | None = None
+# INCR, and EXPIRE on the first count of a window, as one command.
+COUNT_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
+_clients: dict[str, tuple[redis.Redis, object]] = {}
 
 
-def _redis() -> redis.Redis | None:
-    global _client
+def _redis() -> tuple[redis.Redis, object] | None:
+    """The client for AISPM_REDIS_URL and the counting script, made once per process."""
     url = getattr(settings, "AISPM_REDIS_URL", None)
     if not url:
         return None
-    if _client is None:
-        _client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-    return _client
+    if url not in _clients:
+        client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        # Script calls EVALSHA, and EVAL once if Redis does not know the script yet.
+        _clients[url] = (client, client.register_script(COUNT_SCRIPT))
+    return _clients[url]
 
 
 def _window(now: datetime) -> tuple[int, int]:
@@ -39,13 +49,12 @@ def check_and_count(*, agent, action_type, limit: int | None, now: datetime) -> 
     if not limit:
         return None
     window, remaining = _window(now)
-    client = _redis()
-    if client is not None:
+    found = _redis()
+    if found is not None:
+        _, count_script = found
         key = f"aispm:rate:{agent.pk}:{action_type.pk}:{window}"
         try:
-            count = client.incr(key)
-            if count == 1:
-                client.expire(key, WINDOW_SECONDS + 60)
+            count = count_script(keys=[key], args=[WINDOW_SECONDS + 60])
             return remaining if count > limit else None
         except redis.RedisError:
             log.warning("rate limit: Redis unavailable, counting from the database")

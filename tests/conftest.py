@@ -7,6 +7,20 @@ import pytest
 from django.conf import settings
 from django.db.backends.signals import connection_created
 from django.dispatch import receiver
+from rest_framework.test import APIClient
+
+from agents.services import agent_key_issue
+from tests.factories import (
+    EMAIL_SCHEMA,
+    PAYMENT_SCHEMA,
+    SDR_POLICY,
+    ActionTypeFactory,
+    AgentFactory,
+    BehaviourVersionFactory,
+    GrantFactory,
+    UserFactory,
+)
+from tests.oidc import provider, provider_keys, sso  # noqa: E402,F401 - fixtures for SSO tests
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -97,3 +111,63 @@ def _role_groups(request):
         return
     state = MigrationExecutor(connection).loader.project_state(("approvals", "0002_roles"))
     import_module("approvals.migrations.0002_roles").create_roles(state.apps, None)
+
+
+# The sdr-agent with an email and a payment action, its key and an API client.
+
+
+@pytest.fixture
+def email_action(db):
+    return ActionTypeFactory(
+        key="email.send",
+        summary_template="Email to {to}: {subject}",
+        params_schema=EMAIL_SCHEMA,
+        irreversible=True,
+    )
+
+
+@pytest.fixture
+def payment_action(db):
+    return ActionTypeFactory(
+        key="payment.transfer",
+        summary_template="Pay {amount} to {to}",
+        params_schema=PAYMENT_SCHEMA,
+    )
+
+
+@pytest.fixture
+def agent(db, email_action, payment_action):
+    agent = AgentFactory(slug="sdr-agent", owner=UserFactory(username="owner"))
+    agent.active_behaviour = BehaviourVersionFactory(agent=agent, number=1, policy=SDR_POLICY)
+    agent.save()
+    GrantFactory(
+        agent=agent,
+        action_type=email_action,
+        limit_per_hour=1000,
+        constraint="size(params.to) <= 50",
+    )
+    GrantFactory(agent=agent, action_type=payment_action)
+    return agent
+
+
+@pytest.fixture
+def agent_key(agent):
+    return agent_key_issue(agent=agent).secret
+
+
+@pytest.fixture
+def api(agent_key):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {agent_key}")
+    return client
+
+
+@pytest.fixture
+def email_body():
+    return {
+        "action": "email.send",
+        "params": {"to": ["lead@example.com"], "subject": "Pricing", "body": "Hi"},
+        "reasoning": "The prospect asked for pricing.",
+        "evidence": {"signal": "reply"},
+        "confidence": 0.8,
+    }

@@ -25,7 +25,7 @@ class BehaviourVersionForm(hostile.Form):
         label="Policy rules (YAML or JSON)",
         widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false"}),
         help_text="A list of rules: id, action, when (CEL), outcome, approvals, ttl, risk, "
-        "bulk, reason. The first match wins.",
+        "bulk, reason, step_up (passkey). The first match wins.",
     )
     note = forms.CharField(
         label="Note",

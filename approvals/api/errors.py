@@ -2,7 +2,8 @@
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from rest_framework import exceptions, status
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
@@ -138,3 +139,35 @@ def exception_handler(exc, context):
         message = exc.detail if isinstance(exc.detail, str) else "Request failed."
         return Response(envelope(code, str(message)), status=status_code, headers=headers)
     return None
+
+
+class ErrorBody(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    details = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()), required=False
+    )
+
+
+class ErrorOut(serializers.Serializer):
+    error = ErrorBody()
+
+
+def _documented(description: str):
+    return OpenApiResponse(response=ErrorOut, description=description)
+
+
+DOCUMENTED = {
+    400: _documented("`invalid`: validation failed; `details` maps field to messages."),
+    401: _documented("`unauthenticated`: missing, bad, revoked or expired key."),
+    403: _documented("`out_of_scope` or `agent_suspended`."),
+    404: _documented("`not_found`: no such decision, or another agent's decision."),
+    409: _documented("`conflict`: wrong state, or an idempotency key reused."),
+    413: _documented("`too_large`: body over 256 KiB."),
+    429: _documented("`rate_limited`: over the limit; `Retry-After` says when."),
+}
+
+
+def documented(*codes: int) -> dict:
+    """The OpenAPI responses for these error statuses."""
+    return {code: DOCUMENTED[code] for code in codes}

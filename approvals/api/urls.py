@@ -1,15 +1,17 @@
 from django.urls import path
 
-from . import views as api
+from .behaviour import BehaviourView
+from .decisions import DecisionCancelView, DecisionDetailView, DecisionsView
+from .feedback import FeedbackView
 
 urlpatterns = [
-    path("decisions/", api.DecisionsView.as_view(), name="api-decisions"),
-    path("decisions/<str:decision_id>/", api.DecisionDetailView.as_view(), name="api-decision"),
+    path("decisions/", DecisionsView.as_view(), name="api-decisions"),
+    path("decisions/<str:decision_id>/", DecisionDetailView.as_view(), name="api-decision"),
     path(
         "decisions/<str:decision_id>/cancel/",
-        api.DecisionCancelView.as_view(),
+        DecisionCancelView.as_view(),
         name="api-decision-cancel",
     ),
-    path("behaviour/", api.BehaviourView.as_view(), name="api-behaviour"),
-    path("feedback/", api.FeedbackView.as_view(), name="api-feedback"),
+    path("behaviour/", BehaviourView.as_view(), name="api-behaviour"),
+    path("feedback/", FeedbackView.as_view(), name="api-feedback"),
 ]

@@ -27,6 +27,8 @@ class ParamsHashField(forms.RegexField):
 class ApproveForm(hostile.Form):
     params_hash = ParamsHashField()
     comment = forms.CharField(required=False, max_length=2000, widget=forms.Textarea)
+    # A WebAuthn assertion, for decisions that need a passkey-signed approval.
+    assertion = forms.CharField(required=False, max_length=64 * 1024, strip=False)
 
 
 class RejectForm(hostile.Form):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import passkeys, views
 
 app_name = "approvals"
 urlpatterns = [
@@ -11,4 +11,11 @@ urlpatterns = [
     path("inbox/<uuid:decision_id>/approve/", views.decision_approve, name="approve"),
     path("inbox/<uuid:decision_id>/reject/", views.decision_reject, name="reject"),
     path("inbox/<uuid:decision_id>/edit/", views.decision_edit, name="edit"),
+    path("inbox/<uuid:decision_id>/step-up/", passkeys.step_up_options, name="step-up"),
+    path("profile/passkeys/", passkeys.passkey_list, name="passkeys"),
+    path("profile/passkeys/options/", passkeys.passkey_options, name="passkey-options"),
+    path("profile/passkeys/register/", passkeys.passkey_register, name="passkey-register"),
+    path(
+        "profile/passkeys/<int:passkey_id>/revoke/", passkeys.passkey_revoke, name="passkey-revoke"
+    ),
 ]

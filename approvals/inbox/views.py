@@ -15,7 +15,7 @@ from django_htmx.http import push_url, reswap, retarget
 
 from aispm_site.roles import REVIEW_PERMISSION, permission_required
 
-from .. import selectors, services
+from .. import passkeys, selectors, services
 from ..models import Decision
 from ..templatetags.approvals_extras import readable_summary
 from .forms import ApproveForm, BulkApproveForm, ParamsEditForm, RejectForm
@@ -80,6 +80,8 @@ def _detail_context(request: HttpRequest, decision: Decision | None, **extra) ->
         "counted_review_ids": {review.pk for review in counted},
         "reject_form": extra.pop("reject_form", None) or RejectForm(),
         "edit_form": extra.pop("edit_form", None),
+        "step_up": passkeys.step_up_required(decision),
+        "has_passkey": request.user.passkeys.filter(revoked_at__isnull=True).exists(),
         **extra,
     }
 
@@ -216,6 +218,8 @@ def decision_approve(request: HttpRequest, decision_id) -> HttpResponse:
             reviewer=request.user,
             comment=form.cleaned_data["comment"],
             expected_params_hash=form.cleaned_data["params_hash"],
+            assertion=form.cleaned_data["assertion"] or None,
+            relying_party=passkeys.relying_party(request),
         )
         messages.success(request, f"Approved: {readable_summary(decision)}")
 

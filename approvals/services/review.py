@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agents.models import RISK_RANK, Agent, BehaviourVersion, Outcome
-from approvals import anomalies, policy, scope
+from approvals import anomalies, passkeys, policy, scope
 from approvals.models import Decision, Review
 from audit.services import audit_record
 
@@ -180,8 +180,13 @@ def decision_approve(
     approved_params: dict | None = None,
     expected_params_hash: str | None = None,
     release: bool = True,
+    assertion: str | None = None,
+    relying_party: passkeys.RelyingParty | None = None,
 ) -> Decision:
     """Record one approval; the decision is approved once enough distinct people agree.
+
+    A step-up decision (passkeys.step_up_required) needs `assertion`, a WebAuthn
+    assertion over the statement of this approval, checked for `relying_party`.
 
     `approved_params` is set when the reviewer edited the params before approving.
     `expected_params_hash` is params_fingerprint() of the params the reviewer was
@@ -202,6 +207,8 @@ def decision_approve(
             approved_params=approved_params,
             expected_params_hash=expected_params_hash,
             release=release,
+            assertion=assertion,
+            relying_party=relying_party,
         )
     except EditRefused as refusal:
         decision_edit_refuse(
@@ -256,6 +263,8 @@ def _approve_locked(
     approved_params: dict | None,
     expected_params_hash: str | None,
     release: bool,
+    assertion: str | None = None,
+    relying_party: passkeys.RelyingParty | None = None,
 ) -> Decision:
     with transaction.atomic():
         decision = Decision.objects.select_for_update().get(pk=decision.pk)
@@ -272,6 +281,9 @@ def _approve_locked(
         gate = _edit_route(decision=decision, params=approved_params, now=now) if edited else None
         if gate is not None:
             approved_params = gate.params
+        signed = _step_up(
+            decision, approved_params if edited else current, reviewer, assertion, relying_party
+        )
         try:
             with transaction.atomic():
                 review = Review.objects.create(
@@ -284,6 +296,8 @@ def _approve_locked(
                 )
         except IntegrityError:
             raise ReviewNotAllowed("You have already reviewed this decision.") from None
+        if signed is not None:
+            passkeys.review_signature_attach(review=review, signed=signed)
         if gate is not None and gate.proposal:
             return _propose_edit(decision=decision, review=review, gate=gate, now=now)
         approvals = len(approvals_for_current_params(decision.reviews.all()))
@@ -298,6 +312,8 @@ def _approve_locked(
                 "params_after": review.params_after,
                 "approvals": approvals,
                 "required_approvals": decision.required_approvals,
+                "signed": signed is not None,
+                **({"signature": signed.audit_data()} if signed else {}),
             },
         )
         if edited:
@@ -330,6 +346,27 @@ def _approve_locked(
             enqueue_release(decision)
         notify(decision, "approved")
     return decision
+
+
+class StepUpRequired(ReviewNotAllowed):
+    """A step-up decision approved without a valid passkey assertion for this approval."""
+
+
+def _step_up(decision, params, reviewer, assertion, relying_party):
+    if not passkeys.step_up_required(decision):
+        return None
+    if relying_party is None:
+        raise StepUpRequired("This decision needs an approval signed with a passkey.")
+    try:
+        return passkeys.step_up_verify(
+            decision=decision,
+            params=params,
+            reviewer=reviewer,
+            assertion=assertion,
+            rp=relying_party,
+        )
+    except passkeys.PasskeyRefused as refusal:
+        raise StepUpRequired(str(refusal)) from None
 
 
 def _propose_edit(*, decision: Decision, review: Review, gate: EditRoute, now) -> Decision:

@@ -187,10 +187,7 @@ def readable_params(value) -> list[tuple[str, str]]:
     items = []
     for key, item in value.items():
         currency = _money_field(key, item, value)
-        if currency:
-            text = readable_number(item, currency=currency)
-        else:
-            text = _display(item)
+        text = readable_number(item, currency=currency) if currency else _display(item)
         items.append((str(key), text))
     return items
 

@@ -47,6 +47,9 @@ CSV_COLUMNS = [
     "reviewers",
     "review_verdicts",
     "review_comments",
+    # Per review, in the reviewers' order: whether a passkey signed it, and which one.
+    "review_signed",
+    "review_credentials",
     "approved_params",
     "decided_at",
     "released_at",
@@ -160,6 +163,10 @@ def csv_parts(filters: TrailFilters) -> Iterator[tuple[bytes, int]]:
                 REVIEW_SEPARATOR.join([review[0] for review in decision_reviews]),
                 REVIEW_SEPARATOR.join([review[1] for review in decision_reviews]),
                 REVIEW_SEPARATOR.join([review[2] for review in decision_reviews]),
+                REVIEW_SEPARATOR.join(
+                    ["true" if review[3] else "false" for review in decision_reviews]
+                ),
+                REVIEW_SEPARATOR.join([review[3] or "" for review in decision_reviews]),
                 compact_json_text(approved_params),
                 utc_iso(decided_at),
                 utc_iso(released_at),

@@ -328,12 +328,15 @@ def _latest_sealed_hashes(ids: list[str]) -> dict[str, str]:
     return dict(events.order_by("target_id", "seq").values_list("target_id", "hash"))
 
 
-def _reviews(ids: list[str]) -> dict[UUID, list[tuple[str, str, str]]]:
+def _reviews(ids: list[str]) -> dict[UUID, list[tuple[str, str, str, str | None]]]:
+    """Each decision's reviews: (username, verdict, comment, passkey credential id or None)."""
     reviews = defaultdict(list)
     for decision_id, *review in (
         Review.objects.filter(_one_of("decision_id", ids, "uuid"))
         .order_by("decision_id", "created_at", "id")
-        .values_list("decision_id", "reviewer__username", "verdict", "comment")
+        .values_list(
+            "decision_id", "reviewer__username", "verdict", "comment", "signature__credential_id"
+        )
     ):
         reviews[decision_id].append(tuple(review))
     return reviews

@@ -8,7 +8,13 @@ from agents.models import ActionType, Agent, AgentKey, SeenDestination
 from agents.services import agent_key_issue, grant_apply
 from approvals import services
 from approvals.models import Decision
-from tests.factories import ActionTypeFactory, AgentFactory, BehaviourVersionFactory, UserFactory
+from tests.factories import (
+    ActionTypeFactory,
+    AgentFactory,
+    BehaviourVersionFactory,
+    UserFactory,
+    email_schema,
+)
 
 REFUND_SCHEMA = {
     "type": "object",
@@ -28,16 +34,7 @@ PAYMENT_SCHEMA = {
         "iban": {"type": "string", "pattern": "^[A-Z]{2}[0-9]{2}[A-Z0-9]{8,30}$"},
     },
 }
-EMAIL_SCHEMA = {
-    "type": "object",
-    "required": ["to", "subject", "body"],
-    "additionalProperties": False,
-    "properties": {
-        "to": {"type": "array", "items": {"type": "string", "format": "email"}, "minItems": 1},
-        "subject": {"type": "string", "maxLength": 120},
-        "body": {"type": "string"},
-    },
-}
+EMAIL_SCHEMA = email_schema(subject_max=120)
 POLICY = [
     {
         "id": "never-email-rivals",

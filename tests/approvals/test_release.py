@@ -9,16 +9,15 @@ from standardwebhooks.webhooks import Webhook
 
 from agents import crypto
 from agents.models import Alert
-from agents.services import agent_key_issue, global_stop_set, grant_remove
+from agents.services import global_stop_set, grant_remove
 from approvals import services, tasks
 from approvals.models import Decision, ReleaseAttempt
 from audit.models import AuditEvent
 from tests.factories import (
     ActionTypeFactory,
-    AgentFactory,
-    BehaviourVersionFactory,
     GrantFactory,
     UserFactory,
+    payer_world,
     reviewer,
 )
 from tests.receiver import Receiver
@@ -42,20 +41,7 @@ def fast(settings):
 
 @pytest.fixture
 def world(receiver):
-    agent = AgentFactory(slug="payer", owner=UserFactory(username="owner"))
-    agent.active_behaviour = BehaviourVersionFactory(
-        agent=agent, number=1, policy=[{"id": "all", "outcome": "review"}]
-    )
-    agent.save()
-    action = ActionTypeFactory(
-        key="payment.transfer",
-        connector_type="webhook",
-        connector_config={"url": receiver.url},
-        connector_secret_encrypted=crypto.encrypt_secret(SECRET),
-    )
-    grant = GrantFactory(agent=agent, action_type=action)
-    key = agent_key_issue(agent=agent).key
-    return {"agent": agent, "action": action, "grant": grant, "key": key}
+    return payer_world(url=receiver.url, secret=SECRET, owner=UserFactory(username="owner"))
 
 
 def approved(world, params=None):

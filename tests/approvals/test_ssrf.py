@@ -14,14 +14,10 @@ from standardwebhooks.webhooks import Webhook
 
 from agents import crypto
 from agents.models import Alert
-from agents.services import agent_key_issue
 from approvals import connectors, services, tasks
 from approvals.models import Decision, ReleaseAttempt
 from tests.factories import (
-    ActionTypeFactory,
-    AgentFactory,
-    BehaviourVersionFactory,
-    GrantFactory,
+    payer_world,
     reviewer,
 )
 from tests.receiver import Receiver
@@ -269,19 +265,7 @@ def test_https_refuses_a_certificate_for_another_name(resolver, tls, settings):
 
 @pytest.fixture
 def world():
-    agent = AgentFactory(slug="payer")
-    agent.active_behaviour = BehaviourVersionFactory(
-        agent=agent, number=1, policy=[{"id": "all", "outcome": "review"}]
-    )
-    agent.save()
-    action = ActionTypeFactory(
-        key="payment.transfer",
-        connector_type="webhook",
-        connector_config={"url": f"http://{NAME}/hook"},
-        connector_secret_encrypted=crypto.encrypt_secret(SECRET),
-    )
-    GrantFactory(agent=agent, action_type=action)
-    return {"agent": agent, "action": action, "key": agent_key_issue(agent=agent).key}
+    return payer_world(url=f"http://{NAME}/hook", secret=SECRET)
 
 
 def approved(world):

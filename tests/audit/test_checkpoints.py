@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from aispm_site.settings import env_signing_key
+from aispm_site.env import env_signing_key
 from audit import chainhash, checkpoints, services, tasks
 from audit.models import AppendOnlyError, AuditCheckpoint, AuditEvent, AuditVerification
 from tests.audit import attacks

@@ -16,6 +16,7 @@ from approvals.models import Decision, Review
 from approvals.services import decision_create
 from audit.models import AuditEvent
 from tests.factories import (
+    EMAIL_SCHEMA,
     ActionTypeFactory,
     AgentFactory,
     BehaviourVersionFactory,
@@ -30,16 +31,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
 ]
 
-EMAIL_SCHEMA = {
-    "type": "object",
-    "required": ["to", "subject", "body"],
-    "additionalProperties": False,
-    "properties": {
-        "to": {"type": "array", "items": {"type": "string", "format": "email"}, "minItems": 1},
-        "subject": {"type": "string", "maxLength": 300},
-        "body": {"type": "string"},
-    },
-}
 NOTE_SCHEMA = {
     "type": "object",
     "required": ["title"],

@@ -13,17 +13,12 @@ import pytest
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from agents import crypto
 from agents.models import ActionType, AgentKey, Alert
-from agents.services import agent_key_issue
 from approvals import services
 from approvals.models import Decision, ReleaseAttempt
 from tests.factories import (
-    ActionTypeFactory,
-    AgentFactory,
-    BehaviourVersionFactory,
-    GrantFactory,
     UserFactory,
+    payer_world,
 )
 
 from .conftest import LEASE_SECONDS, MAX_ATTEMPTS, free_port, wait_for
@@ -40,20 +35,7 @@ UNFINISHED = {Decision.Status.APPROVED, Decision.Status.RELEASING}
 
 @pytest.fixture
 def world(receiver):
-    agent = AgentFactory(slug="payer")
-    agent.active_behaviour = BehaviourVersionFactory(
-        agent=agent, number=1, policy=[{"id": "all", "outcome": "review"}]
-    )
-    agent.save()
-    action = ActionTypeFactory(
-        key="payment.transfer",
-        connector_type=ActionType.Connector.WEBHOOK,
-        connector_config={"url": receiver.url},
-        connector_secret_encrypted=crypto.encrypt_secret(SECRET),
-    )
-    GrantFactory(agent=agent, action_type=action)
-    key = agent_key_issue(agent=agent).key
-    return {"agent": agent, "action": action, "key": key}
+    return payer_world(url=receiver.url, secret=SECRET)
 
 
 def pending(world, params=None) -> Decision:

@@ -17,13 +17,13 @@ from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit
 import pytest
 from django.core.management import call_command
 from django.db import transaction
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from django.urls.exceptions import Resolver404
 
 from agents import services as agent_services
 from agents.models import Agent, BehaviourVersion, Grant
-from approvals.models import Decision
+from approvals.models import Decision, Passkey
 from approvals.services import params_fingerprint
 from audit.models import AuditEvent
 from tests.factories import ActionTypeFactory, DecisionFactory, UserFactory
@@ -60,7 +60,7 @@ HOSTILE_SEGMENTS = {
     "long": "z" * 5000,
 }
 # Namespaces outside the web UI: Django's admin, and the agent API that Schemathesis
-# fuzzes (tests/approvals/test_schemathesis.py and tests/approvals/test_hostile_api.py).
+# fuzzes (tests/approvals/api/test_schemathesis.py and tests/approvals/api/test_hostile.py).
 SKIP_NAMESPACES = {"admin"}
 SKIP_NAMES = {"logout"}  # it only ends the sweep's own session
 
@@ -119,6 +119,18 @@ class PageParser(HTMLParser):
             action = urljoin(self.page, attrs.get("action") or self.page)
             self._form = Form(page=self.page, action=action, method=method)
             self.forms.append(self._form)
+            # Endpoints the page's script posts the form to (data-*-url), e.g. the
+            # passkey step-up: attacked with the same fields.
+            for attr, value in attrs.items():
+                if attr.startswith("data-") and attr.endswith("-url") and value:
+                    self.forms.append(
+                        Form(
+                            page=self.page,
+                            action=urljoin(self.page, value),
+                            method="post",
+                            fields=self._form.fields,
+                        )
+                    )
         if self._form is None:
             return
         name = attrs.get("name")
@@ -241,6 +253,9 @@ def _world(admin) -> None:
     )
     agent_services.agent_suspend(agent=second, actor=admin, reason="Checking.")
     agent_services.alert_raise(severity="high", kind="rate_spike", message="Spike", agent=first)
+    # A passkey, so the profile lists it with its revoke form. (Seed data: registering
+    # one for real needs an authenticator, which tests/browser/test_passkeys.py drives.)
+    Passkey.objects.create(user=admin, credential_id="c3dlZXBrZXk", public_key=b"k", name="Sweep")
 
 
 @pytest.fixture
@@ -253,7 +268,23 @@ def swept(client, caplog):
     names = url_names()
     with caplog.at_level(logging.WARNING):
         pages, forms, queries = crawl(client, names)
+        forms += _step_up_forms(client, names)
     return names, pages, forms, queries
+
+
+def _step_up_forms(client: Client, names: dict[str, str]) -> list:
+    """A decision that asks for a passkey shows the step-up form (the crawl sees only a
+    few decisions, and a step-up decision hides Edit & approve, so it gets its own look)."""
+    pending = Decision.objects.filter(status=Decision.Status.PENDING).first()
+    with override_settings(AISPM_STEP_UP_DEFAULT_RISK="low"):
+        page = f"/inbox/{pending.pk}/"
+        parser = PageParser(urljoin("http://testserver/", page))
+        parser.feed(client.get(page).content.decode())
+    return [
+        (urlsplit(form.action).path, form)
+        for form in parser.forms
+        if _view_name(urlsplit(form.action).path) == "approvals:step-up"
+    ]
 
 
 def _log_problems(caplog) -> list[str]:

@@ -9,7 +9,7 @@ from agents.selectors import active_behaviour
 from approvals import selectors
 from approvals.models import Review
 
-from ..views import _iso
+from ..representation import _iso
 from .tools import ToolError
 
 BEHAVIOUR_URI = "aispm://behaviour"

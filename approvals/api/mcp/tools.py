@@ -15,8 +15,10 @@ from agents.selectors import active_behaviour, agent_grants
 from approvals import selectors, services
 from approvals.models import Decision, Review
 
+from ..decisions import DecisionsView
 from ..errors import _flatten
-from ..views import MAX_JSON_DEPTH, DecisionsView, decision_representation
+from ..parsers import MAX_JSON_DEPTH
+from ..representation import decision_representation
 from .schema import DECISION_ID_SCHEMA, DECISION_SCHEMA, submission_schema
 
 STATUS_TOOL = "aispm.decision_status"

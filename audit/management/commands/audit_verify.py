@@ -3,7 +3,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from audit import checkpoints, services
+from audit import checkpoints, services, verifiers
 
 
 class Command(BaseCommand):
@@ -37,8 +37,23 @@ class Command(BaseCommand):
             help="also verify the archived segments in this directory (file:///dir/)",
         )
 
+        parser.add_argument(
+            "--approvals",
+            action="store_true",
+            help="also re-derive each passkey-signed approval's challenge and check its "
+            "signature; exits 1 naming every approval that does not match",
+        )
+
     def handle(
-        self, *args, from_id=None, no_seal=False, workers=1, witness=None, archive=None, **options
+        self,
+        *args,
+        from_id=None,
+        no_seal=False,
+        workers=1,
+        witness=None,
+        archive=None,
+        approvals=False,
+        **options,
     ):
         if not no_seal:
             services.audit_seal_all()
@@ -67,6 +82,8 @@ class Command(BaseCommand):
             f"head {report.head_hash or '(empty)'} (seq {report.head_seq}); "
             f"{rate:,.0f} events/s; {report.anchor}"
         )
+        if approvals:
+            self._verify_approvals()
 
     def _compare_witness(self, report, url):
         from dataclasses import replace
@@ -93,3 +110,11 @@ class Command(BaseCommand):
         if problem:
             return replace(report, ok=False, problem=problem, anchor="archive")
         return replace(report, anchor=f"{report.anchor}; archived segments verified")
+
+    def _verify_approvals(self):
+        checked, problems = verifiers.verifier_run("approvals")
+        for problem in problems:
+            self.stderr.write(f"signed approval does not verify: {problem}")
+        if problems:
+            raise CommandError(f"{len(problems)} of {checked} signed approvals do not verify")
+        self.stdout.write(f"signed approvals verified: {checked}")

@@ -14,15 +14,15 @@ from approvals import services, tasks
 from approvals.models import Decision
 from audit.models import AuditEvent
 from tests.factories import (
+    PAYMENT_SCHEMA,
     ActionTypeFactory,
     AgentFactory,
     BehaviourVersionFactory,
     GrantFactory,
     reviewer,
 )
+from tests.factories import SDR_POLICY as POLICY
 from tests.live_asgi import LiveASGI, mcp_session
-
-from .conftest import PAYMENT_SCHEMA, POLICY
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 

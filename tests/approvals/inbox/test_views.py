@@ -10,28 +10,19 @@ from approvals.models import Decision, Review
 from audit.models import AuditEvent
 from tests.factories import (
     ActionTypeFactory,
-    AgentFactory,
     BehaviourVersionFactory,
     GrantFactory,
     UserFactory,
     agent_admin,
+    agent_with_policy,
     auditor,
+    email_schema,
     reviewer,
 )
 
 pytestmark = pytest.mark.django_db
 
-SCHEMA = {
-    "type": "object",
-    "required": ["to", "subject", "body"],
-    "additionalProperties": False,
-    "properties": {
-        "to": {"type": "array", "items": {"type": "string", "format": "email"}, "minItems": 1},
-        "subject": {"type": "string", "maxLength": 120},
-        "body": {"type": "string"},
-        "priority": {"type": "string", "enum": ["low", "high"]},
-    },
-}
+SCHEMA = email_schema(subject_max=120, priority={"type": "string", "enum": ["low", "high"]})
 POLICY = [
     {"id": "crm-bulk", "action": "crm.update", "outcome": "review", "risk": "low", "bulk": True},
     {
@@ -49,9 +40,7 @@ POLICY = [
 @pytest.fixture
 def world():
     owner = UserFactory(username="owner")
-    agent = AgentFactory(slug="sdr", name="SDR agent", owner=owner)
-    agent.active_behaviour = BehaviourVersionFactory(agent=agent, number=4, policy=POLICY)
-    agent.save()
+    agent = agent_with_policy(slug="sdr", name="SDR agent", owner=owner, number=4, policy=POLICY)
     email = ActionTypeFactory(
         key="email.send",
         summary_template="Email to {to}: {subject}",
@@ -284,6 +273,26 @@ def test_approve_without_htmx_redirects_and_audits(client, world, rita):
     assert list(events) == ["decision.submitted", "decision.review_added", "decision.approved"]
 
 
+def test_a_flash_message_shows_once_on_the_full_page(client, world, rita):
+    decision = submit(world)
+    response = client.post(
+        f"/inbox/{decision.pk}/approve/",
+        {"params_hash": services.params_fingerprint(decision.params)},
+        follow=True,
+    )
+    assert response.content.decode().count(f"Approved: {decision.summary}") == 1
+
+
+def test_a_flash_message_shows_once_in_the_htmx_fragment(client, world, rita):
+    decision = submit(world)
+    response = client.post(
+        f"/inbox/{decision.pk}/approve/",
+        {"params_hash": services.params_fingerprint(decision.params)},
+        headers={"HX-Request": "true"},
+    )
+    assert response.content.decode().count(f"Approved: {decision.summary}") == 1
+
+
 def test_approve_with_a_stale_params_hash_is_refused(client, world, rita):
     decision = submit(world)
     response = client.post(f"/inbox/{decision.pk}/approve/", {"params_hash": "0" * 64}, follow=True)
@@ -419,3 +428,14 @@ def test_bulk_is_never_offered_for_irreversible_two_approver_actions(world):
     decision = submit(world)
     assert decision.bulk_allowed and decision.risk == "low"
     assert not services.is_bulk_approvable(decision)
+
+
+def test_row_links_open_the_decision_with_htmx_attributes_and_keep_their_href(client, world, rita):
+    decision = submit(world)
+    body = client.get("/inbox/?risk=medium").content.decode()
+    link = re.search(r'<a class="row-link"[^>]*>', body).group(0)
+    url = f"/inbox/{decision.pk}/?risk=medium"
+    assert f'href="{url}"' in link
+    assert f'hx-get="{url}"' in link
+    assert 'hx-target="#decision-detail"' in link
+    assert 'hx-push-url="true"' in link

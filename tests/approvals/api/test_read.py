@@ -145,7 +145,7 @@ def test_behaviour_without_an_active_version_is_not_found(agent):
 
 
 def test_the_hand_built_representation_matches_the_documented_serializer(api, email_body):
-    from approvals.api.views import DecisionOut, decision_representation
+    from approvals.api.representation import DecisionOut, decision_representation
 
     created = _submit(api, email_body)
     decision = Decision.objects.get(pk=created["id"])
@@ -153,3 +153,19 @@ def test_the_hand_built_representation_matches_the_documented_serializer(api, em
     services.decision_release_claim(decision=decision)
     decision = Decision.objects.prefetch_related("reviews__reviewer").get(pk=created["id"])
     assert decision_representation(decision) == DecisionOut(decision).data
+
+
+def test_the_fast_rendering_matches_drfs_generic_walk_of_the_declared_fields(api, email_body):
+    from rest_framework import serializers as drf
+
+    from approvals.api.representation import DecisionOut
+
+    created = _submit(api, email_body)
+    decision = Decision.objects.get(pk=created["id"])
+    services.decision_approve(decision=decision, reviewer=reviewer(), comment="ok")
+    services.decision_release_claim(decision=decision)
+    decision = Decision.objects.prefetch_related("reviews__reviewer").get(pk=created["id"])
+    generic = drf.Serializer.to_representation(DecisionOut(), decision)
+    assert generic["reviews"] and generic["release"]["status"] == "releasing"
+    assert DecisionOut(decision).data == generic
+    assert api.get(f"/api/v1/decisions/{decision.pk}/").json() == generic

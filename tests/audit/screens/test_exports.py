@@ -20,10 +20,9 @@ from audit.screens import selectors as trail_selectors
 from audit.services import audit_seal
 from tests.factories import (
     ActionTypeFactory,
-    AgentFactory,
-    BehaviourVersionFactory,
     UserFactory,
     agent_admin,
+    agent_with_policy,
     auditor,
     reviewer,
 )
@@ -49,6 +48,8 @@ HEADER = [
     "reviewers",
     "review_verdicts",
     "review_comments",
+    "review_signed",
+    "review_credentials",
     "approved_params",
     "decided_at",
     "released_at",
@@ -72,9 +73,9 @@ TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
 @pytest.fixture
 def world():
-    agent = AgentFactory(slug="sdr", name="SDR agent", owner=UserFactory(username="owner"))
-    agent.active_behaviour = BehaviourVersionFactory(agent=agent, number=7, policy=POLICY)
-    agent.save()
+    agent = agent_with_policy(
+        slug="sdr", name="SDR agent", owner=UserFactory(username="owner"), number=7, policy=POLICY
+    )
     email = ActionTypeFactory(key="email.send", summary_template="Email to {to}: {subject}")
     note = ActionTypeFactory(key="note.post", summary_template="{text}")
     return {"agent": agent, "email.send": email, "note.post": note}
@@ -224,6 +225,8 @@ def test_the_csv_has_the_exact_header_and_one_row_per_decision(client, world, au
         "reviewers": "rita | sam",
         "review_verdicts": "approve | approve",
         "review_comments": "Looks right | OK, send",
+        "review_signed": "false | false",
+        "review_credentials": " | ",
         "approved_params": row["approved_params"],
         "decided_at": "2026-11-26T10:07:30.000005Z",
         "released_at": "2026-11-26T10:08:00.000000Z",

@@ -121,8 +121,7 @@ def test_gunicorn_uvicorn_workers_list_call_and_wait_for_a_reviewer(gunicorn, ke
         if decision is None:
             return False
         # The release runs here, as a worker would; there is none in this layout.
-        with services.release_enqueue_suppressed():
-            services.decision_approve(decision=decision, reviewer=person)
+        services.decision_approve(decision=decision, reviewer=person, release=False)
         release_decision.apply(args=[str(decision.pk)])
         return True
 

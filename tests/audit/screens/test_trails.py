@@ -14,10 +14,9 @@ from audit.screens import selectors as trail_selectors
 from audit.services import audit_seal
 from tests.factories import (
     ActionTypeFactory,
-    AgentFactory,
-    BehaviourVersionFactory,
     UserFactory,
     agent_admin,
+    agent_with_policy,
     auditor,
     reviewer,
 )
@@ -42,10 +41,9 @@ def world():
     owner = UserFactory(username="owner")
     agents = {}
     for slug in ("sdr", "support"):
-        agent = AgentFactory(slug=slug, name=f"{slug.upper()} agent", owner=owner)
-        agent.active_behaviour = BehaviourVersionFactory(agent=agent, number=3, policy=POLICY)
-        agent.save()
-        agents[slug] = agent
+        agents[slug] = agent_with_policy(
+            slug=slug, name=f"{slug.upper()} agent", owner=owner, number=3, policy=POLICY
+        )
     email = ActionTypeFactory(key="email.send", summary_template="Email to {to}: {subject}")
     note = ActionTypeFactory(key="note.post", summary_template="{text}")
     return {"agents": agents, "email.send": email, "note.post": note}
