@@ -253,6 +253,7 @@ def test_routine_decisions_are_reachable_selectable_and_paged_with_the_keyboard(
 
     # The Routine tab lists the bulk-eligible ones; x and select-all pick them.
     page.locator('[data-queue="routine"]').click()
+    expect(page.locator('[data-queue="routine"]')).to_have_attribute("aria-current", "page")
     expect(page.locator('[data-queue="routine"] .tab-count')).to_have_text("27")
     expect(rows).to_have_count(25)
     page.keyboard.press("x")
