@@ -549,12 +549,19 @@ def queue_for(*, user, queue: str) -> QuerySet[Decision]:
 
 
 def queue_counts(*, user) -> dict[str, int]:
-    mine = queue_for(user=user, queue="")
-    return {
-        "mine": mine.count(),
-        "routine": _routine(mine).count(),
-        "waiting": queue_for(user=user, queue="waiting").count(),
-    }
+    """The three tabs' counts in one query."""
+    from django.db.models import Exists, OuterRef
+
+    reviewed = Exists(Review.objects.filter(decision=OuterRef("pk"), reviewer=user))
+    blocked = Q(reviewed) | Q(agent__owner=user)
+    routine = Q(bulk_allowed=True, risk="low") & ~Q(
+        action_type__irreversible=True, required_approvals__gt=1
+    )
+    return Decision.objects.filter(status=Decision.Status.PENDING).aggregate(
+        mine=Count("pk", filter=~blocked),
+        routine=Count("pk", filter=~blocked & routine),
+        waiting=Count("pk", filter=blocked),
+    )
 
 
 def needs_confirmation(decision: Decision) -> bool:

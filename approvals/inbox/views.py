@@ -205,7 +205,9 @@ def decision_approve(request: HttpRequest, decision_id) -> HttpResponse:
     form = ApproveForm(request.POST)
     if not form.is_valid():
         return _refused(request, decision, "This page is out of date. Review the decision again.")
-    if selectors.needs_confirmation(decision) and request.POST.get("confirmed") != "1":
+    # A passkey step-up is itself the deliberate second step.
+    confirming = selectors.needs_confirmation(decision) and not passkeys.step_up_required(decision)
+    if confirming and request.POST.get("confirmed") != "1":
         return _refused(
             request,
             decision,
