@@ -44,3 +44,31 @@ def agent_grants(agent: Agent) -> dict[str, Grant]:
 
 def global_stop_engaged() -> bool:
     return GlobalStop.objects.filter(engaged=True).exists()
+
+
+def activation_history(agent: Agent, *, limit: int = 50) -> list[dict]:
+    """Who made which version active, when, from which version, and why: newest first,
+    from the audit trail (behaviour_version.activated and .rolled_back)."""
+    from audit.models import AuditEvent
+
+    version_ids = [str(pk) for pk in agent.behaviour_versions.values_list("pk", flat=True)]
+    events = (
+        AuditEvent.objects.filter(
+            event__in=["behaviour_version.activated", "behaviour_version.rolled_back"],
+            target_type=BehaviourVersion._meta.label_lower,
+            target_id__in=version_ids,
+        )
+        .select_related("actor_user")
+        .order_by("-created_at", "-id")[:limit]
+    )
+    return [
+        {
+            "at": event.created_at,
+            "who": event.actor_user.get_username() if event.actor_user else event.actor_label,
+            "to": event.data.get("number"),
+            "previous": event.data.get("previous"),
+            "reason": event.data.get("reason") or "",
+            "rollback": event.event == "behaviour_version.rolled_back",
+        }
+        for event in events
+    ]

@@ -1,17 +1,27 @@
 import base64
-import statistics
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.db import connections
 from django.db.models import Count, Prefetch, Q, QuerySet
-from django.utils import timezone
 
 from agents.models import RISK_RANK, ActionType, Agent, Risk
 from aispm_site import hostile
 
+from .behaviour_selectors import (  # noqa: F401 - re-exported: they lived here
+    HUMAN_APPROVED,
+    MEDIAN_SAMPLE,
+    ROUTE_PART_LABELS,
+    ROUTE_PARTS,
+    DryRun,
+    PendingPreview,
+    _route_of,
+    pending_reroute_preview,
+    policy_dry_run,
+    route_changes,
+    version_metrics,
+)
 from .models import Decision, DecisionSnooze, Review
 
 FEEDBACK_PAGE = 100
@@ -95,35 +105,58 @@ AGE_FILTERS = {
 }
 
 
+# The inbox's tabs: "" is the reviewer's own queue (what they can act on), "routine"
+# the bulk-eligible part of it, "waiting" what waits for someone else.
+QUEUES = {"": "For you", "routine": "Routine", "waiting": "Waiting for others"}
+
+
 @dataclass(frozen=True)
 class InboxFilters:
     agent: str = ""
     action: str = ""
     risk: str = ""
     age: str = ""
+    queue: str = ""
 
     @classmethod
     def from_query(cls, query) -> "InboxFilters":
         risk = query.get("risk", "")
         age = query.get("age", "")
+        queue = query.get("queue", "")
         return cls(
             agent=hostile.query_text(query, "agent"),
             action=hostile.query_text(query, "action"),
             risk=risk if risk in Risk.values else "",
             age=age if age in AGE_FILTERS else "",
+            queue=queue if queue in QUEUES else "",
         )
+
+    @property
+    def narrowed(self) -> bool:
+        """Whether a filter (not the tab) narrows the list."""
+        return bool(self.agent or self.action or self.risk or self.age)
 
     def as_query(self) -> dict[str, str]:
         return {name: value for name, value in vars(self).items() if value}
 
 
-def _pending(filters: InboxFilters, *, now: datetime, reviewer=None) -> QuerySet[Decision]:
+def _routine(queryset: QuerySet[Decision]) -> QuerySet[Decision]:
+    """The bulk-eligible decisions, as services.is_bulk_approvable decides one."""
+    return queryset.filter(bulk_allowed=True, risk="low").exclude(
+        action_type__irreversible=True, required_approvals__gt=1
+    )
+
+
+def _pending(filters: InboxFilters, *, now: datetime, user=None) -> QuerySet[Decision]:
     queryset = Decision.objects.filter(status=Decision.Status.PENDING)
-    if reviewer is not None:
+    if user is not None:
+        queryset = queryset.filter(pk__in=queue_for(user=user, queue=filters.queue).values("pk"))
         # What this reviewer snoozed stays out of their own queue until then.
         queryset = queryset.exclude(
-            pk__in=DecisionSnooze.objects.filter(user=reviewer, until__gt=now).values("decision_id")
+            pk__in=DecisionSnooze.objects.filter(user=user, until__gt=now).values("decision_id")
         )
+        if filters.queue == "routine":
+            queryset = _routine(queryset)
     if filters.agent:
         queryset = queryset.filter(agent__slug=filters.agent)
     if filters.action:
@@ -158,6 +191,7 @@ def _decode_inbox_key(cursor: str) -> tuple[int, datetime, UUID]:
 class InboxPage:
     decisions: list[Decision]
     next_cursor: str | None
+    prev_cursor: str | None = None  # for `before`: the page ending just before this one
 
 
 def inbox_page(
@@ -166,11 +200,12 @@ def inbox_page(
     cursor: str = "",
     size: int = INBOX_PAGE,
     now: datetime,
-    reviewer=None,
+    user=None,
 ) -> InboxPage:
-    """One page of pending decisions in one query, by keyset, whatever the page number."""
+    """One page of pending decisions in one query, by keyset, whatever the page number.
+    With `user`, only the tab's queue for that reviewer (see QUEUES)."""
     queryset = (
-        _pending(filters, now=now, reviewer=reviewer)
+        _pending(filters, now=now, user=user)
         .select_related("agent", "action_type")
         .order_by("-risk_rank", "expires_at", "id")
     )
@@ -192,20 +227,50 @@ def inbox_page(
         rows = list(combined.order_by("-risk_rank", "expires_at", "id")[: size + 1])
     more = len(rows) > size
     rows = rows[:size]
-    return InboxPage(rows, _inbox_key(rows[-1]) if more and rows else None)
+    return InboxPage(
+        rows,
+        _inbox_key(rows[-1]) if more and rows else None,
+        _inbox_key(rows[0]) if cursor and rows else None,
+    )
+
+
+def inbox_page_before(
+    *, filters: InboxFilters, cursor: str, size: int = INBOX_PAGE, now: datetime, user=None
+) -> InboxPage:
+    """The page that ends just before `cursor`'s decision, in inbox order (for `k` on a
+    page's first row). Rarer than paging forward, so one plain OR'd range suffices."""
+    rank, expires, pk = _decode_inbox_key(cursor)
+    earlier = (
+        _pending(filters, now=now, user=user)
+        .select_related("agent", "action_type")
+        .filter(
+            Q(risk_rank__gt=rank)
+            | Q(risk_rank=rank, expires_at__lt=expires)
+            | Q(risk_rank=rank, expires_at=expires, pk__lt=pk)
+        )
+        .order_by("risk_rank", "-expires_at", "-id")
+    )
+    rows = list(earlier[: size + 1])
+    more = len(rows) > size
+    rows = list(reversed(rows[:size]))
+    return InboxPage(
+        rows,
+        _inbox_key(rows[-1]) if rows else None,
+        _inbox_key(rows[0]) if more and rows else None,
+    )
 
 
 def inbox_next_after(
-    *, decision: Decision, filters: InboxFilters, now: datetime, reviewer=None
+    *, decision: Decision, filters: InboxFilters, now: datetime, user=None
 ) -> Decision | None:
     """The pending decision that follows `decision` in inbox order, or the first one."""
     if decision.expires_at is not None:
         following = inbox_page(
-            filters=filters, cursor=_inbox_key(decision), size=1, now=now, reviewer=reviewer
+            filters=filters, cursor=_inbox_key(decision), size=1, now=now, user=user
         )
         if following.decisions:
             return following.decisions[0]
-    first = inbox_page(filters=filters, size=1, now=now, reviewer=reviewer)
+    first = inbox_page(filters=filters, size=1, now=now, user=user)
     return first.decisions[0] if first.decisions else None
 
 
@@ -234,15 +299,6 @@ def decision_for_review(*, decision_id) -> Decision | None:
     )
 
 
-HUMAN_APPROVED = [
-    Decision.Status.APPROVED,
-    Decision.Status.RELEASING,
-    Decision.Status.RELEASED,
-    Decision.Status.FAILED,
-    Decision.Status.BLOCKED,
-]
-
-
 def agent_record(*, decision: Decision, recent: int = 5) -> dict:
     """The agent's track record with reviewers, and its last decisions of this action."""
     counts = Decision.objects.filter(agent_id=decision.agent_id, canary=False).aggregate(
@@ -266,121 +322,6 @@ def agent_record(*, decision: Decision, recent: int = 5) -> dict:
 
 # --- behaviour versions: metrics and dry runs ------------------------------------------
 
-MEDIAN_SAMPLE = 5000
-
-
-def version_metrics(*, agent: Agent) -> list[dict]:
-    """Per behaviour version: counts, rejection rate, median time to decision and the
-    top reject reasons and tags, newest version first."""
-    rows = (
-        Decision.objects.filter(agent=agent, behaviour_version__isnull=False, canary=False)
-        .values("behaviour_version")
-        .annotate(
-            decisions=Count("pk"),
-            auto_allowed=Count("pk", filter=Q(approval=Decision.Approval.AUTO)),
-            approved=Count(
-                "pk", filter=Q(approval=Decision.Approval.HUMAN, status__in=HUMAN_APPROVED)
-            ),
-            rejected=Count("pk", filter=Q(status=Decision.Status.REJECTED)),
-            expired=Count("pk", filter=Q(status=Decision.Status.EXPIRED)),
-            denied=Count("pk", filter=Q(status=Decision.Status.DENIED)),
-            pending=Count("pk", filter=Q(status=Decision.Status.PENDING)),
-        )
-        .order_by("-behaviour_version")
-    )
-    edited = dict(
-        Review.objects.filter(
-            decision__agent=agent, decision__canary=False, verdict=Review.Verdict.EDIT_APPROVE
-        )
-        .values("decision__behaviour_version")
-        .annotate(n=Count("decision", distinct=True))
-        .values_list("decision__behaviour_version", "n")
-    )
-    metrics = []
-    for row in rows:
-        number = row["behaviour_version"]
-        reviewed = row["approved"] + row["rejected"]
-        decided_by_people = Decision.objects.filter(
-            Q(approval=Decision.Approval.HUMAN) | Q(status=Decision.Status.REJECTED),
-            agent=agent,
-            behaviour_version=number,
-            decided_at__isnull=False,
-            canary=False,
-        ).values_list("created_at", "decided_at")[:MEDIAN_SAMPLE]
-        durations = [(decided - created).total_seconds() for created, decided in decided_by_people]
-        rejects = Review.objects.filter(
-            decision__agent=agent,
-            decision__behaviour_version=number,
-            decision__canary=False,
-            verdict=Review.Verdict.REJECT,
-        ).values_list("comment", "tags")[:MEDIAN_SAMPLE]
-        reasons, tags = Counter(), Counter()
-        for comment, review_tags in rejects:
-            reasons[" ".join(comment.split())[:200]] += 1
-            tags.update(review_tags or [])
-        metrics.append(
-            {
-                "version": number,
-                **{k: v for k, v in row.items() if k != "behaviour_version"},
-                "edited": edited.get(number, 0),
-                "reviewed": reviewed,
-                "rejection_rate": row["rejected"] / reviewed if reviewed else None,
-                "median_seconds": statistics.median(durations) if durations else None,
-                "top_reasons": reasons.most_common(5),
-                "top_tags": tags.most_common(5),
-            }
-        )
-    return metrics
-
-
-@dataclass(frozen=True)
-class DryRun:
-    replayed: int
-    changed: int
-    transitions: dict  # (was, would be) -> count
-    examples: dict  # (was, would be) -> [Decision, ...]
-
-
-def policy_dry_run(*, agent: Agent, policy_rules: list, days: int, limit: int = 5000) -> DryRun:
-    """Replay the agent's decisions of the last `days` days through a candidate policy
-    and count how many would have been routed differently."""
-    from agents.models import BehaviourVersion
-
-    from . import policy
-
-    candidate = BehaviourVersion(agent=agent, policy=policy_rules)
-    since = timezone.now() - timedelta(days=days)
-    decisions = (
-        Decision.objects.filter(agent=agent, created_at__gte=since)
-        .select_related("action_type")
-        .order_by("-created_at")[:limit]
-    )
-    transitions, examples = Counter(), {}
-    replayed = 0
-    for decision in decisions:
-        replayed += 1
-        route = policy.route(
-            version=candidate,
-            agent=agent,
-            action_type=decision.action_type,
-            params=decision.params,
-            evidence=decision.evidence,
-            confidence=decision.confidence,
-        )
-        if route.outcome == decision.policy_outcome:
-            continue
-        key = (decision.policy_outcome, route.outcome)
-        transitions[key] += 1
-        bucket = examples.setdefault(key, [])
-        if len(bucket) < 3:
-            bucket.append((decision, route))
-    return DryRun(
-        replayed=replayed,
-        changed=sum(transitions.values()),
-        transitions=dict(transitions),
-        examples=examples,
-    )
-
 
 def feedback_rows(
     *, agent: Agent, version: int | None = None, since=None, until=None
@@ -396,3 +337,45 @@ def feedback_rows(
     return reviews.select_related("decision", "decision__action_type", "reviewer").order_by(
         "created_at", "pk"
     )
+
+
+def _reviewed_or_owned_by(user) -> Q:
+    """Pending decisions this reviewer cannot act on: already reviewed by them, or on an
+    agent they own (someone else must review those)."""
+    return Q(reviews__reviewer=user) | Q(agent__owner=user)
+
+
+def queue_for(*, user, queue: str) -> QuerySet[Decision]:
+    """Pending decisions in the reviewer's queue: their own (they can act on them; any
+    queue but "waiting") or "waiting" (they approved it and it waits for another
+    reviewer, or it is on an agent they own)."""
+    pending = Decision.objects.filter(status=Decision.Status.PENDING)
+    blocked = pending.filter(_reviewed_or_owned_by(user)).values("pk")
+    if queue == "waiting":
+        return pending.filter(pk__in=blocked)
+    return pending.exclude(pk__in=blocked)
+
+
+def queue_counts(*, user) -> dict[str, int]:
+    """The three tabs' counts in one query."""
+    from django.db.models import Exists, OuterRef
+
+    reviewed = Exists(Review.objects.filter(decision=OuterRef("pk"), reviewer=user))
+    blocked = Q(reviewed) | Q(agent__owner=user)
+    routine = Q(bulk_allowed=True, risk="low") & ~Q(
+        action_type__irreversible=True, required_approvals__gt=1
+    )
+    return Decision.objects.filter(status=Decision.Status.PENDING).aggregate(
+        mine=Count("pk", filter=~blocked),
+        routine=Count("pk", filter=~blocked & routine),
+        waiting=Count("pk", filter=blocked),
+    )
+
+
+def needs_confirmation(decision: Decision) -> bool:
+    """Whether approving takes a deliberate second step: a critical decision, or an
+    irreversible one at high risk or above."""
+    if decision.risk == Risk.CRITICAL:
+        return True
+    high = RISK_RANK.get(decision.risk, 0) >= RISK_RANK[Risk.HIGH]
+    return decision.action_type.irreversible and high

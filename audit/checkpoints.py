@@ -221,3 +221,12 @@ def evidence_verify(*, workers: int = 1, from_id: int | None = None):
     if not anchor.ok:
         return replace(report, ok=False, problem=anchor.detail, anchor="broken")
     return replace(report, anchor=f"{anchor.status}: {anchor.detail}")
+
+
+def audit_verification_request(*, actor) -> AuditEvent:
+    """Record that `actor` asked for a verification now; the page shows it as running
+    until a verification newer than this event is recorded."""
+    from . import services
+
+    with transaction.atomic():
+        return services.audit_record(event="audit.verification_requested", actor=actor)

@@ -419,4 +419,14 @@ DEMO_DECISIONS = [
         0.87,
         "expired",
     ),
+    (
+        "finance-agent",
+        "ledger.export",
+        {"invoice": "INV-2026-1183"},
+        "Demo only: approve this to see a failed release. The legacy ledger's connector "
+        "points at a closed local port on purpose.",
+        {"invoice": "INV-2026-1183"},
+        0.95,
+        "pending",
+    ),
 ]

@@ -23,14 +23,104 @@
     });
   }
 
+  // After every move the next decision shows from its top, with its action and buttons
+  // in view, and its row in view in the list; focus never scrolls the page.
+  function reveal() {
+    const pane = document.querySelector("#inbox .inbox-detail");
+    if (pane) { pane.scrollTop = 0; }
+    const row = document.querySelector("#inbox .inbox-row.is-selected");
+    const grid = document.querySelector("#inbox .inbox-grid");
+    if (row && grid && window.matchMedia("(min-width: 901px)").matches) {
+      // The sticky pane fills the viewport once the list's top reaches it.
+      const bar = document.querySelector(".topbar");
+      const offset = (bar ? bar.getBoundingClientRect().height : 0) + 8;
+      const top = grid.getBoundingClientRect().top + window.scrollY - offset;
+      if (window.scrollY < top) { window.scrollTo(0, top); }
+      row.scrollIntoView({ block: "nearest" });
+    } else if (pane) {
+      pane.scrollIntoView({ block: "start" });
+    }
+    // Keep the keyboard where the reviewer is typing (the reason box, say).
+    const active = document.activeElement;
+    if (active && active !== document.body && typing(active)) { return; }
+    const approve = document.getElementById("approve-button");
+    if (approve) { approve.focus({ preventScroll: true }); }
+  }
+
+  function setView(view) {
+    const grid = document.querySelector("#inbox .inbox-grid");
+    if (grid) { grid.dataset.view = view; }
+  }
+
   function move(step) {
     const list = rows();
     if (!list.length) { return; }
-    let index = selectedIndex(list) + step;
+    const current = selectedIndex(list);
+    let index = current + step;
+    // j past the last row, or k before the first, continues on the next or previous page.
+    if (index >= list.length) { click("next-page"); return; }
+    if (index < 0 && current === 0) {
+      click("prev-page");  // it opens the previous page at its last row
+      return;
+    }
     index = Math.max(0, Math.min(list.length - 1, index));
-    // The row link carries hx-get, hx-target and hx-push-url: a click is all it takes.
+    // The row link carries hx-get, hx-target and hx-push-url: a click is all it takes,
+    // and htmx keeps the history, so Back shows the decision shown before.
     const link = list[index].querySelector(".row-link");
     if (link) { link.click(); }
+  }
+
+  function toggleSelection() {
+    const row = document.querySelector("#inbox .inbox-row.is-selected");
+    const box = row && row.querySelector(".bulk-check");
+    if (!box) {
+      say("Only routine decisions can be selected for bulk approval.");
+      return;
+    }
+    box.checked = !box.checked;
+    syncSelectAll();
+  }
+
+  function syncSelectAll() {
+    const all = document.getElementById("select-all");
+    if (!all) { return; }
+    const boxes = Array.from(document.querySelectorAll("#bulk-form .bulk-check"));
+    const checked = boxes.filter(function (box) { return box.checked; }).length;
+    all.checked = boxes.length > 0 && checked === boxes.length;
+    all.indeterminate = checked > 0 && checked < boxes.length;
+  }
+
+  // A key that cannot act says why, in the status line.
+  function say(text) {
+    let line = document.getElementById("key-feedback");
+    if (!line) { return; }
+    line.textContent = "";
+    window.setTimeout(function () { line.textContent = text; }, 10);
+  }
+
+  function approve() {
+    const button = document.getElementById("approve-button");
+    const panel = document.getElementById("confirm-panel");
+    if (button) {
+      // A decision that needs confirmation: a opens it (and keeps it open); only
+      // Shift+A, a different key, confirms.
+      if (panel) {
+        panel.open = true;
+        say("Check the amount and recipient, then press Shift+A to confirm.");
+        const confirm = document.getElementById("confirm-approve-button");
+        if (confirm) { confirm.focus({ preventScroll: true }); confirm.scrollIntoView({ block: "nearest" }); }
+        return;
+      }
+      button.click();
+      return;
+    }
+    const why = document.getElementById("cannot-act");
+    say(why ? why.textContent.trim() : "There is no decision to approve here.");
+  }
+
+  function confirmApprove() {
+    const panel = document.getElementById("confirm-panel");
+    if (panel && panel.open) { click("confirm-approve-button"); }
   }
 
   function typing(target) {
@@ -67,9 +157,15 @@
     const actions = {
       j: function () { move(1); },
       k: function () { move(-1); },
-      a: function () { click("approve-button"); },
-      r: openReject,
+      a: approve,
+      A: confirmApprove,
+      r: function () {
+        if (document.getElementById("reject-panel")) { openReject(); return; }
+        const why = document.getElementById("cannot-act");
+        say(why ? why.textContent.trim() : "There is no decision to reject here.");
+      },
       e: function () { click("edit-button"); },
+      x: toggleSelection,
       "?": showShortcuts,
     };
     const action = actions[event.key];
@@ -81,6 +177,10 @@
 
   document.addEventListener("click", function (event) {
     if (event.target.closest("#shortcuts-button")) { showShortcuts(); }
+    const link = event.target.closest("#inbox .row-link");
+    if (link && !event.ctrlKey && !event.metaKey && !event.shiftKey && event.button === 0) {
+      setView("detail");  // on a phone, the decision replaces the list
+    }
   });
 
   // A modified click on a row link opens its href in a new tab, as links do:
@@ -90,6 +190,16 @@
       if (event.target.closest("#inbox .row-link")) { event.stopPropagation(); }
     }
   }, true);
+
+  document.addEventListener("change", function (event) {
+    if (event.target.id === "select-all") {
+      document.querySelectorAll("#bulk-form .bulk-check").forEach(function (box) {
+        box.checked = event.target.checked;
+      });
+      return;
+    }
+    if (event.target.classList && event.target.classList.contains("bulk-check")) { syncSelectAll(); }
+  });
 
   // Bulk approval asks first, stating how many decisions it will approve.
   document.addEventListener("htmx:confirm", function (event) {
@@ -112,16 +222,16 @@
   document.addEventListener("htmx:afterSettle", function (event) {
     markSelected();
     tick();
-    // A row link opened a decision: put the keyboard on its approve button.
+    // A row link opened a decision: show it (on a phone, instead of the list).
     if (event.detail.elt && event.detail.elt.classList && event.detail.elt.classList.contains("row-link")) {
-      (document.getElementById("approve-button") || event.detail.elt).focus({ preventScroll: false });
+      setView("detail");
+      reveal();
       return;
     }
-    if (event.detail.target && event.detail.target.id === "inbox") {
-      const approve = document.getElementById("approve-button");
+    if (event.detail.target && (event.detail.target.id === "inbox" || event.detail.target.id === "decision-detail")) {
+      reveal();
       const selected = document.querySelector("#inbox .inbox-row.is-selected .row-link");
-      const target = approve || selected;
-      if (target) { target.focus({ preventScroll: true }); }
+      if (!document.getElementById("approve-button") && selected) { selected.focus({ preventScroll: true }); }
     }
   });
 

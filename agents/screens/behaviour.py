@@ -9,12 +9,13 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from agents import services as agent_services
 from agents.models import Agent, Alert, BehaviourVersion
-from agents.selectors import active_behaviour
+from agents.selectors import activation_history, active_behaviour
 from aispm_site import hostile
 from approvals import selectors, services
 from approvals.models import Decision
@@ -78,6 +79,7 @@ def agent_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "metrics": metrics,
             "comparison": comparison,
             "alerts": Alert.objects.filter(agent=agent, acknowledged_at__isnull=True)[:10],
+            "activations": activation_history(agent),
         },
     )
 
@@ -160,13 +162,10 @@ def version_activate(request: HttpRequest, slug: str, number: int) -> HttpRespon
     agent = _agent_or_404(slug)
     version = _version_or_404(agent, number)
     active = active_behaviour(agent)
-    pending_left = (
-        Decision.objects.filter(
-            agent=agent, status=Decision.Status.PENDING, behaviour_version=active.number
-        ).count()
-        if active
-        else 0
-    )
+    rollback = bool(active and version.number < active.number)
+    # What activating this version would do to the pending decisions, as the dry run says.
+    preview = selectors.pending_reroute_preview(agent=agent, version=version)
+    affected = preview.rerouted + preview.cancelled
     form = ActivateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         if active and active.pk == version.pk:
@@ -175,15 +174,25 @@ def version_activate(request: HttpRequest, slug: str, number: int) -> HttpRespon
         agent_services.behaviour_version_activate(
             version=version, actor=request.user, reason=form.cleaned_data["reason"]
         )
-        verb = "Rolled back to" if active and version.number < active.number else "Activated"
+        verb = "Rolled back to" if rollback else "Activated"
         message = f"{verb} v{version.number}."
-        if active and form.cleaned_data["reroute"] and pending_left:
+        if form.cleaned_data["reroute"] and affected:
             result = services.decisions_reroute(
-                agent=agent, left_version=active.number, actor=request.user
+                agent=agent,
+                actor=request.user,
+                left_version=active.number if active else None,
+                rollback=rollback,
             )
             message += (
-                f" Re-routed {result.rerouted} pending decision(s); cancelled "
-                f"{result.cancelled} that the restored policy denies."
+                f" Re-routed {result.rerouted} pending decision{pluralize(result.rerouted)} "
+                f"to v{version.number}'s routing and cancelled {result.cancelled} that "
+                f"v{version.number} denies; {result.unchanged} already matched it."
+            )
+        elif affected:
+            message += (
+                f" You chose not to re-route: {affected} pending "
+                f"decision{pluralize(affected)} keep{'s' if affected == 1 else ''} "
+                f"the routing they had."
             )
         messages.success(request, message)
         return redirect(reverse("agents:detail", args=[agent.slug]))
@@ -194,9 +203,17 @@ def version_activate(request: HttpRequest, slug: str, number: int) -> HttpRespon
             "agent": agent,
             "version": version,
             "active": active,
-            "rollback": bool(active and version.number < active.number),
+            "rollback": rollback,
             "diff": diff_versions(active, version) if active else None,
-            "pending_left": pending_left,
+            "preview": preview,
+            "affected": affected,
+            "pending_left": (
+                Decision.objects.filter(
+                    agent=agent, status=Decision.Status.PENDING, behaviour_version=active.number
+                ).count()
+                if active
+                else 0
+            ),
             "form": form,
         },
         status=400 if request.method == "POST" else 200,

@@ -12,7 +12,12 @@ from aispm_site import hostile
 class BehaviourVersionForm(hostile.Form):
     """A new behaviour version, validated as apply_governance validates it."""
 
-    instructions = forms.CharField(widget=forms.Textarea(attrs={"rows": 8}), required=False)
+    instructions = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 8}),
+        required=False,
+        # Kept as typed: stripping the trailing newline made a phantom diff.
+        strip=False,
+    )
     settings = forms.CharField(
         label="Settings (JSON)", widget=forms.Textarea(attrs={"rows": 4}), initial="{}"
     )

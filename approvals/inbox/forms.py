@@ -5,6 +5,7 @@ from django import forms
 from aispm_site import hostile
 
 from .. import scope
+from ..templatetags.approvals_extras import field_label
 
 REJECT_TAGS = [
     ("wrong recipient", "Wrong recipient"),
@@ -117,7 +118,7 @@ class ParamsEditForm(hostile.Form):
 
     @staticmethod
     def _field(name: str, kind: str, prop: dict, required: bool) -> forms.Field:
-        label = prop.get("title") or name.replace("_", " ").capitalize()
+        label = field_label(name, {"properties": {name: prop}})
         help_text = prop.get("description", "")
         common = {
             "label": label,

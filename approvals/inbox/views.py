@@ -17,6 +17,7 @@ from aispm_site.roles import REVIEW_PERMISSION, permission_required
 
 from .. import attention, passkeys, selectors, services
 from ..models import Decision
+from ..templatetags.approvals_extras import readable_summary
 from .forms import ApproveForm, BulkApproveForm, ParamsEditForm, RejectForm
 
 review_required = permission_required(REVIEW_PERMISSION)
@@ -59,13 +60,21 @@ def _detail_context(request: HttpRequest, decision: Decision | None, **extra) ->
     approvals = len(counted)
     own_agent = decision.agent.owner_id == request.user.pk
     already = any(review.reviewer_id == request.user.pk for review in decision.reviews.all())
+    refusal = services.review_refusal(decision, request.user)
+    if refusal and already and decision.is_pending and refusal.startswith("You have already"):
+        refusal = (
+            f"You have approved this; it waits for another reviewer "
+            f"({decision.required_approvals} distinct reviewers needed)."
+        )
     return {
+        "refusal": refusal or "",
+        "needs_confirmation": selectors.needs_confirmation(decision),
         "decision": decision,
         "shown_params": shown,
         "params_hash": services.params_fingerprint(shown),
         "approvals": approvals,
         "record": selectors.agent_record(decision=decision),
-        "can_act": services.review_refusal(decision, request.user) is None,
+        "can_act": refusal is None,
         "own_agent": own_agent,
         "already_reviewed": already,
         "counted_review_ids": {review.pk for review in counted},
@@ -81,18 +90,27 @@ def _inbox_context(
     request: HttpRequest, *, filters: selectors.InboxFilters, selected: Decision | None = None
 ) -> dict:
     now = timezone.now()
-    cursor = request.GET.get("after", "")
+    cursor, before = request.GET.get("after", ""), request.GET.get("before", "")
     try:
-        page = selectors.inbox_page(filters=filters, cursor=cursor, now=now, reviewer=request.user)
+        if before:
+            page = selectors.inbox_page_before(
+                filters=filters, cursor=before, now=now, user=request.user
+            )
+        else:
+            page = selectors.inbox_page(filters=filters, cursor=cursor, now=now, user=request.user)
     except ValueError:
-        page = selectors.inbox_page(filters=filters, now=now, reviewer=request.user)
+        page = selectors.inbox_page(filters=filters, now=now, user=request.user)
     if selected is None and page.decisions:
-        selected = selectors.decision_for_review(decision_id=page.decisions[0].pk)
+        # `k` on a page's first row opens the previous page at its last row.
+        first = page.decisions[-1] if request.GET.get("pick") == "last" else page.decisions[0]
+        selected = selectors.decision_for_review(decision_id=first.pk)
     return {
         "filters": filters,
         "filter_query": urlencode(filters.as_query()),
         "page": page,
         "counts": selectors.inbox_counts(now=now, sla=_sla()),
+        "queue_counts": selectors.queue_counts(user=request.user),
+        "queues": selectors.QUEUES,
         "choices": selectors.inbox_filter_choices(),
         "risks": Decision._meta.get_field("risk").choices,
         "ages": [(key, label) for key, (label, *_rest) in selectors.AGE_FILTERS.items()],
@@ -108,7 +126,9 @@ def _inbox_context(
 def inbox(request: HttpRequest) -> HttpResponse:
     filters = selectors.InboxFilters.from_query(request.GET)
     context = _inbox_context(request, filters=filters)
-    template = "approvals/inbox.html#inbox" if request.htmx else "approvals/inbox.html"
+    # Back and Forward past htmx's history cache ask for the whole page.
+    fragment = request.htmx and not request.htmx.history_restore_request
+    template = "approvals/inbox.html#inbox" if fragment else "approvals/inbox.html"
     return render(request, template, context)
 
 
@@ -135,6 +155,7 @@ def decision_detail(request: HttpRequest, decision_id) -> HttpResponse:
             },
         )
     context = _inbox_context(request, filters=filters, selected=decision)
+    context["detail_view"] = True
     return render(request, "approvals/inbox.html", context)
 
 
@@ -142,12 +163,13 @@ def _after_action(request: HttpRequest, decision: Decision) -> HttpResponse:
     """Open the next decision: the inbox fragment for htmx, a redirect otherwise."""
     filters = selectors.InboxFilters.from_query(request.POST)
     following = selectors.inbox_next_after(
-        decision=decision, filters=filters, now=timezone.now(), reviewer=request.user
+        decision=decision, filters=filters, now=timezone.now(), user=request.user
     )
     if not request.htmx:
         return redirect(_inbox_url(filters, following))
     selected = selectors.decision_for_review(decision_id=following.pk) if following else None
     context = _inbox_context(request, filters=filters, selected=selected)
+    context["detail_view"] = following is not None
     response = render(request, "approvals/inbox.html#inbox", context)
     push_url(response, _inbox_url(filters, following))
     return response
@@ -183,6 +205,14 @@ def decision_approve(request: HttpRequest, decision_id) -> HttpResponse:
     form = ApproveForm(request.POST)
     if not form.is_valid():
         return _refused(request, decision, "This page is out of date. Review the decision again.")
+    # A passkey step-up is itself the deliberate second step.
+    confirming = selectors.needs_confirmation(decision) and not passkeys.step_up_required(decision)
+    if confirming and request.POST.get("confirmed") != "1":
+        return _refused(
+            request,
+            decision,
+            "This decision is critical or irreversible: confirm the approval first.",
+        )
 
     def approve():
         services.decision_approve(
@@ -199,7 +229,7 @@ def decision_approve(request: HttpRequest, decision_id) -> HttpResponse:
             token=form.cleaned_data["viewed"],
             params_expanded=form.cleaned_data["params_expanded"],
         )
-        messages.success(request, f"Approved: {decision.summary}")
+        messages.success(request, f"Approved: {readable_summary(decision)}")
 
     return _act(request, decision, approve)
 
@@ -219,7 +249,7 @@ def decision_reject(request: HttpRequest, decision_id) -> HttpResponse:
             reason=form.cleaned_data["reason"],
             tags=form.cleaned_data["tags"],
         )
-        messages.success(request, f"Rejected: {decision.summary}")
+        messages.success(request, f"Rejected: {readable_summary(decision)}")
 
     return _act(request, decision, reject)
 

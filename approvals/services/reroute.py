@@ -2,6 +2,7 @@
 new version is rejected more often than the one before."""
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -13,29 +14,39 @@ from agents.selectors import active_behaviour
 from agents.services import alert_raise
 from approvals import policy
 from approvals.models import Decision
-from approvals.selectors import version_metrics
+from approvals.selectors import route_changes, version_metrics
 from audit.services import audit_record
 
 from ._common import DecisionConflict, _transition
 
+RETTL_GRACE = timedelta(minutes=15)
+
 
 @dataclass(frozen=True)
 class Reroute:
-    rerouted: int
-    cancelled: int
+    rerouted: int  # still wait for review, on a different route
+    cancelled: int  # the version now active denies them
+    unchanged: int = 0  # already routed as that version routes them; left alone
 
 
-def decisions_reroute(*, agent: Agent, left_version: int, actor) -> Reroute:
-    """Re-evaluate the pending decisions created under `left_version` against the
-    agent's active policy (after a rollback). Those it denies are cancelled with
-    the reason; the others keep waiting for review under their new route. Each
-    decision keeps the version number it was created under."""
+def decisions_reroute(
+    *, agent: Agent, actor, left_version: int | None = None, rollback: bool = False
+) -> Reroute:
+    """Route every pending decision of `agent` again through its active version, after
+    an activation or a rollback. Those it denies are cancelled with the reason; those
+    whose routing changes (outcome, rule, approvals, risk, ttl or bulk) keep waiting
+    for review under their new route; the rest are left alone and not counted. Each
+    decision keeps the version number it was created under.
+
+    A rollback reaches the decisions re-routed by the version being left as well as
+    those created under it, so the restored version's routing really is restored."""
     agent = Agent.objects.get(pk=agent.pk)
     version = active_behaviour(agent)
-    rerouted = cancelled = 0
-    pending = Decision.objects.filter(
-        agent=agent, status=Decision.Status.PENDING, behaviour_version=left_version
-    ).select_related("action_type")
+    occasion = f"rollback to v{version.number}" if rollback else f"activation of v{version.number}"
+    rerouted = cancelled = unchanged = 0
+    pending = Decision.objects.filter(agent=agent, status=Decision.Status.PENDING).select_related(
+        "action_type"
+    )
     for decision in pending:
         route = policy.route(
             version=version,
@@ -45,19 +56,27 @@ def decisions_reroute(*, agent: Agent, left_version: int, actor) -> Reroute:
             evidence=decision.evidence,
             confidence=decision.confidence,
         )
+        changes = route_changes(decision, route)
+        if not changes:
+            unchanged += 1
+            continue
         before = {
             "outcome": decision.policy_outcome,
             "rule": decision.policy_rule,
             "required_approvals": decision.required_approvals,
+            "risk": decision.risk,
+            "bulk": decision.bulk_allowed,
         }
         after = {
             "outcome": route.outcome,
             "rule": route.rule,
             "required_approvals": route.approvals,
+            "risk": route.risk,
+            "bulk": route.bulk,
         }
         with transaction.atomic():
             if route.outcome == Outcome.DENY:
-                explanation = f"Cancelled on rollback to v{version.number}: {route.explanation}"
+                explanation = f"Cancelled on {occasion}: {route.explanation}"
                 try:
                     decision = _transition(
                         decision=decision,
@@ -72,24 +91,34 @@ def decisions_reroute(*, agent: Agent, left_version: int, actor) -> Reroute:
                 except DecisionConflict:
                     continue
                 cancelled += 1
-                event = "decision.cancelled_on_rollback"
+                event = (
+                    "decision.cancelled_on_rollback"
+                    if rollback
+                    else "decision.cancelled_on_activation"
+                )
             else:
                 explanation = route.explanation
                 if route.outcome == Outcome.ALLOW:
-                    explanation += " (Rerouted on rollback; it still needs a reviewer.)"
-                updated = Decision.objects.filter(
-                    pk=decision.pk, status=Decision.Status.PENDING
-                ).update(
-                    policy_outcome=Outcome.REVIEW
+                    explanation += f" (Re-routed on {occasion}; it still needs a reviewer.)"
+                now = timezone.now()
+                fields = {
+                    "policy_outcome": Outcome.REVIEW
                     if route.outcome == Outcome.ALLOW
                     else route.outcome,
-                    policy_rule=route.rule,
-                    policy_explanation=explanation,
-                    risk=route.risk,
-                    bulk_allowed=route.bulk,
-                    required_approvals=route.approvals,
-                    updated_at=timezone.now(),
-                )
+                    "policy_rule": route.rule,
+                    "policy_explanation": explanation,
+                    "risk": route.risk,
+                    "bulk_allowed": route.bulk,
+                    "required_approvals": route.approvals,
+                    "updated_at": now,
+                }
+                if "ttl" in changes and route.ttl is not None:
+                    # The restored ttl counts from submission, but never expires a
+                    # decision under a reviewer's eyes: at least RETTL_GRACE from now.
+                    fields["expires_at"] = max(decision.created_at + route.ttl, now + RETTL_GRACE)
+                updated = Decision.objects.filter(
+                    pk=decision.pk, status=Decision.Status.PENDING
+                ).update(**fields)
                 if not updated:
                     continue
                 rerouted += 1
@@ -99,14 +128,15 @@ def decisions_reroute(*, agent: Agent, left_version: int, actor) -> Reroute:
                 actor=actor,
                 target=decision,
                 data={
-                    "restored_version": version.number,
+                    "restored_version" if rollback else "activated_version": version.number,
                     "left_version": left_version,
+                    "changes": changes,
                     "before": before,
                     "after": after,
                     "explanation": explanation,
                 },
             )
-    return Reroute(rerouted=rerouted, cancelled=cancelled)
+    return Reroute(rerouted=rerouted, cancelled=cancelled, unchanged=unchanged)
 
 
 def behaviour_regression_check(*, agent: Agent) -> Alert | None:

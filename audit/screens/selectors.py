@@ -200,6 +200,27 @@ def search_page(*, filters: TrailFilters, cursor: str = "", size: int | None = N
     return SearchPage(rows, encode_cursor(last.created_at, last.pk) if last else None)
 
 
+COUNT_CAP = 10_000
+
+
+def match_count(*, filters: TrailFilters, cap: int = COUNT_CAP) -> int | None:
+    """How many decisions match, exact up to `cap`; cap + 1 means "more than cap". The
+    count stops at cap + 1 rows, so it costs at most that many. None when a free-text
+    count runs out of time on PostgreSQL."""
+    limited = filtered_decisions(filters).order_by().values("pk")[: cap + 1]
+    if filters.text and connection.vendor == "postgresql":
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL statement_timeout = %s", [TEXT_SEARCH_TIMEOUT_MS])
+                return limited.count()
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", "") == QUERY_CANCELED:
+                return None
+            raise
+    return limited.count()
+
+
 def search_choices() -> dict[str, list]:
     return {
         "agents": list(Agent.objects.order_by("slug").values_list("slug", "name")),

@@ -26,7 +26,12 @@ def search(request: HttpRequest) -> HttpResponse:
             page = trail_selectors.search_page(filters=filters)
     except trail_selectors.SearchTooSlow:
         page, too_slow = trail_selectors.SearchPage([], None), True
+    cap = trail_selectors.COUNT_CAP
+    total = None if too_slow else trail_selectors.match_count(filters=filters, cap=cap)
     context = {
+        "total": total,
+        "total_capped": total is not None and total > cap,
+        "count_cap": cap,
         "filters": filters,
         "filter_query": urlencode(filters.as_query()),
         "page": page,

@@ -11,4 +11,5 @@ urlpatterns = [
     path("export.jsonl", exports.export_jsonl, name="export-jsonl"),
     path("exports/<id:event_id>/manifest.json", exports.export_manifest, name="manifest"),
     path("verification/", audit_views.verification, name="verification"),
+    path("verification/run/", audit_views.verification_run, name="verification-run"),
 ]

@@ -104,3 +104,50 @@ def login(live_server):
         return page
 
     return login
+
+
+# axe-core rules at these impacts fail a test; "minor" and "moderate" are reported by
+# axe as best practice and left to review.
+AXE_FAILING_IMPACTS = {"serious", "critical"}
+
+
+def axe_violations(page, *, impacts=AXE_FAILING_IMPACTS) -> list[str]:
+    """axe-core's violations on the page as it stands, at the given impacts.
+
+    axe-core comes with the axe-playwright-python dev dependency (its bundled
+    axe.min.js), so nothing is vendored or fetched at test time.
+    """
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in results.response["violations"]
+        if v["impact"] in impacts
+    ]
+
+
+def horizontal_overflow(page) -> int:
+    """How far the page scrolls sideways, in CSS pixels; 0 or less means it does not."""
+    return page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+
+
+# The outermost elements that stick out past the viewport's right edge: what to fix.
+OVERFLOWING = """() => {
+  const width = window.innerWidth;
+  const out = [];
+  for (const el of document.querySelectorAll("body *")) {
+    if (el.getBoundingClientRect().right <= width + 0.5) continue;
+    if (el.parentElement && el.parentElement.getBoundingClientRect().right > width + 0.5) continue;
+    if (el.parentElement && el.parentElement.closest(".table-wrap, .scroll-x")) continue;
+    const classes = typeof el.className === "string" ? el.className.trim() : "";
+    const name = el.tagName.toLowerCase() + (el.id ? "#" + el.id : "")
+      + (classes ? "." + classes.split(/\\s+/).join(".") : "");
+    out.push(`${name} (right edge ${Math.round(el.getBoundingClientRect().right)})`);
+  }
+  return out.slice(0, 5);
+}"""
+
+
+def overflowing_elements(page) -> list[str]:
+    return page.evaluate(OVERFLOWING)

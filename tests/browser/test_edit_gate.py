@@ -121,6 +121,8 @@ def test_an_edit_that_needs_two_approvers_waits_for_a_second_reviewer(page, logi
     reviewer(username="sam")
     login(page, "sam", next=f"/inbox/{payment.pk}/")
     page.locator("#approve-button").click()
+    # An irreversible payment at high risk: the approval is confirmed (issue 13, item 2).
+    page.locator("#confirm-approve-button").click()
     expect(page.locator("#decision-detail")).to_have_attribute("data-decision-id", str(second.pk))
     payment.refresh_from_db()
     assert payment.status in APPROVED

@@ -139,8 +139,11 @@ def test_a_reviewer_triages_the_inbox_with_the_keyboard(page, login, recorded, g
     expect(detail).to_have_attribute("data-decision-id", order[0])
     expect(detail.locator("#decision-title")).to_have_text(first.summary)
 
-    # Approve the selected decision with "a"; the next one opens.
+    # Approve the selected decision with "a"; an irreversible email at high risk asks
+    # first, and Shift+A confirms (issue 13, item 2); the next one opens.
     page.keyboard.press("a")
+    expect(page.locator("#confirm-panel")).to_have_attribute("open", "")
+    page.keyboard.press("Shift+A")
     expect(detail).to_have_attribute("data-decision-id", order[1])
     expect(detail.locator("#decision-title")).to_have_text(second.summary)
     expect(rows).to_have_count(3)

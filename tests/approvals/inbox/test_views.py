@@ -245,9 +245,10 @@ def test_agent_text_is_escaped_inside_an_hx_disable_container(client, world, rit
 def test_approve_moves_to_the_next_decision(client, world, rita):
     first = submit(world, to=[f"p{i}@example.com" for i in range(5)])
     second = submit(world)
+    # High risk and irreversible: the approval carries its confirmation (issue 13, item 2).
     response = client.post(
         f"/inbox/{first.pk}/approve/",
-        {"params_hash": services.params_fingerprint(first.params)},
+        {"params_hash": services.params_fingerprint(first.params), "confirmed": "1"},
         headers={"HX-Request": "true"},
     )
     assert response.status_code == 200
