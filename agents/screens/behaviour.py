@@ -45,7 +45,10 @@ def agent_list(request: HttpRequest) -> HttpResponse:
     agents = (
         Agent.objects.select_related("active_behaviour", "owner")
         .annotate(
-            pending=Count("decisions", filter=Q(decisions__status=Decision.Status.PENDING)),
+            pending=Count(
+                "decisions",
+                filter=Q(decisions__status=Decision.Status.PENDING, decisions__canary=False),
+            ),
             open_alerts=Count(
                 "alerts", filter=Q(alerts__acknowledged_at__isnull=True), distinct=True
             ),

@@ -255,3 +255,11 @@ def test_reviewers_and_auditors_cannot_see_or_define_canaries(client, world, met
         assert client.post(f"{url}{world['template'].pk}/toggle/").status_code == 403
     world["template"].refresh_from_db()
     assert world["template"].enabled
+
+
+def test_a_pending_canary_is_not_counted_on_the_agents_list(client, world):
+    _canary(world)
+    client.force_login(world["admin"])
+    page = client.get("/agents/")
+    assert page.status_code == 200
+    assert page.context["agents"].get(pk=world["agent"].pk).pending == 0
