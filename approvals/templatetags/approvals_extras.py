@@ -8,8 +8,7 @@ from babel import Locale, UnknownLocaleError
 from babel.numbers import format_currency, format_decimal, is_currency
 from django import template
 from django.utils import translation
-from django.utils.html import conditional_escape, format_html
-from django.utils.safestring import mark_safe
+from django.utils.html import conditional_escape, format_html, format_html_join
 
 from approvals.invisible import INVISIBLE, char_name, contains_invisible, marker
 
@@ -50,7 +49,8 @@ def reveal(value):
         )
         last = match.end()
     parts.append(conditional_escape(text[last:]))
-    return mark_safe("".join(parts))  # every piece above is escaped or built by format_html
+    # Each piece is already escaped or built by format_html; joining keeps it safe.
+    return format_html_join("", "{}", ((part,) for part in parts))
 
 
 @register.filter
