@@ -83,11 +83,21 @@ def _scheme(url: str) -> str:
     return url.partition("://")[0].lower() if "://" in url else ""
 
 
-def witness_publish(*, url: str, checkpoint: AuditCheckpoint) -> None:
+def _s3_client():
+    try:
+        return witness_s3.client(settings.AISPM_AUDIT_WITNESS_S3_ENDPOINT)
+    except witness_s3.S3WitnessError as exc:
+        raise WitnessError(str(exc)) from exc
+
+
+def witness_publish(*, url: str, checkpoint: AuditCheckpoint, s3=None) -> None:
     record = chainhash.checkpoint_record(checkpoint.as_document())
     scheme = _scheme(url)
     if scheme == "file":
-        _publish_file(url, record)
+        try:
+            _publish_file(url, record)
+        except OSError as exc:
+            raise WitnessError(f"file witness {_directory(url)} failed: {exc}") from exc
     elif scheme == "s3":
         try:
             witness_s3.publish(
@@ -96,6 +106,7 @@ def witness_publish(*, url: str, checkpoint: AuditCheckpoint) -> None:
                 record_bytes(record),
                 endpoint=settings.AISPM_AUDIT_WITNESS_S3_ENDPOINT,
                 retention_days=settings.AISPM_AUDIT_RETENTION_DAYS,
+                s3=s3,
             )
         except (witness_s3.S3ConfigError, witness_s3.S3WitnessError) as exc:
             raise WitnessError(str(exc)) from exc
@@ -117,6 +128,38 @@ def witness_publish(*, url: str, checkpoint: AuditCheckpoint) -> None:
         )
     else:
         raise WitnessError(f"unsupported witness URL scheme {scheme!r}")
+
+
+def _holds(url: str, checkpoint: AuditCheckpoint, s3) -> bool:
+    name = file_name({"last_seq": checkpoint.last_seq})
+    if _scheme(url) == "file":
+        return (_directory(url) / name).exists()
+    try:
+        return witness_s3.exists(url, name, s3=s3)
+    except (witness_s3.S3ConfigError, witness_s3.S3WitnessError) as exc:
+        raise WitnessError(str(exc)) from exc
+
+
+def witness_catch_up(*, url: str, published: AuditCheckpoint | None = None) -> int:
+    """Publish the checkpoints the witness lacks, newest back to the newest one it holds:
+    those an outage kept from it. `published` was just written and is not checked
+    again. Costs one existence check when there is nothing to catch up; a syslog
+    witness cannot say what it holds, so there it does nothing."""
+    scheme = _scheme(url)
+    if scheme not in {"file", "s3"}:
+        return 0
+    s3 = _s3_client() if scheme == "s3" else None
+    older = AuditCheckpoint.objects.order_by("-last_seq")
+    if published is not None:
+        older = older.filter(last_seq__lt=published.last_seq)
+    missing = []
+    for checkpoint in older.iterator():
+        if _holds(url, checkpoint, s3):
+            break
+        missing.append(checkpoint)
+    for checkpoint in reversed(missing):
+        witness_publish(url=url, checkpoint=checkpoint, s3=s3)
+    return len(missing)
 
 
 def witness_read(url: str) -> list[dict]:

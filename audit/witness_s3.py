@@ -216,6 +216,22 @@ def publish(
     return key
 
 
+def exists(url: str, name: str, *, endpoint: str = "", s3=None) -> bool:
+    """Whether the witness holds an object called `name` (one HEAD request)."""
+    from botocore.exceptions import ClientError
+
+    bucket, prefix = parse_url(url)
+    s3 = s3 or client(endpoint)
+    with errors(f"s3://{bucket}/{prefix}{name}"):
+        try:
+            s3.head_object(Bucket=bucket, Key=prefix + name)
+        except ClientError as exc:
+            if _code(exc) in {"NoSuchKey", "404", "NotFound"}:
+                return False
+            raise
+    return True
+
+
 def _checkpoint_keys(s3, bucket: str, prefix: str) -> dict[str, list[str | None]]:
     """Every checkpoint key under the prefix with its version ids, oldest first; [None]
     (the current object only) when the credentials may not list versions."""
