@@ -162,6 +162,15 @@ def witness_catch_up(*, url: str, published: AuditCheckpoint | None = None) -> i
     return len(missing)
 
 
+def witness_location(url: str) -> str:
+    """The witness URL to show: without any user:password@ part."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, path = rest.partition("/")
+    return f"{scheme}://{netloc.rpartition('@')[2]}{slash}{path}"
+
+
 def witness_read(url: str) -> list[dict]:
     """The checkpoints a file or s3 witness holds, in seq order."""
     scheme = _scheme(url)

@@ -431,3 +431,32 @@ def test_a_good_s3_witness_setting_is_accepted():
         AISPM_AUDIT_WITNESS_S3_ENDPOINT="https://minio.internal:9000",
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_a_checkpoint_hidden_behind_a_delete_marker_is_still_read(s3, bucket, settings):
+    record_and_seal(2)
+    checkpoints.checkpoint_create()
+    record_and_seal(2)
+    newest = checkpoints.checkpoint_create()
+    s3.delete_object(Bucket=bucket, Key=key(4))  # a delete marker; the version stays
+    assert [item["Key"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"]] == [key(2)]
+    held = witness.witness_read(settings.AISPM_AUDIT_WITNESS_URL)
+    assert [record["hash"] for record in held][-1] == newest.hash
+
+
+def test_the_verification_page_names_the_witness(bucket, settings, client):
+    from tests.factories import auditor
+
+    client.force_login(auditor())
+    page = client.get("/audit/verification/").content.decode()
+    assert f'<span class="mono">s3://{bucket}/aispm/checkpoints</span>' in page
+    settings.AISPM_AUDIT_WITNESS_URL = "syslog://user:secret@collector:6514"
+    page = client.get("/audit/verification/").content.decode()
+    assert "syslog://collector:6514" in page and "secret" not in page
+    settings.AISPM_AUDIT_WITNESS_URL = 'file:///w/<script>alert(1)</script>"hx-get="/'
+    page = client.get("/audit/verification/").content.decode()
+    assert "<script>alert(1)" not in page and 'hx-get="/' not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    settings.AISPM_AUDIT_WITNESS_URL = ""
+    page = client.get("/audit/verification/").content.decode()
+    assert "none: the checkpoints are only in the database" in page
