@@ -86,7 +86,7 @@ def _scheme(url: str) -> str:
 def _s3_client():
     try:
         return witness_s3.client(settings.AISPM_AUDIT_WITNESS_S3_ENDPOINT)
-    except witness_s3.S3WitnessError as exc:
+    except (witness_s3.S3ConfigError, witness_s3.S3WitnessError) as exc:
         raise WitnessError(str(exc)) from exc
 
 

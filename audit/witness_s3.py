@@ -24,11 +24,13 @@ import hashlib
 import json
 import re
 import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 MAX_URL_CHARS = 1024
+READ_THREADS = 16
 MAX_PREFIX_BYTES = 512
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _NAME = re.compile(r"checkpoint-[0-9]+\.json")
@@ -114,6 +116,8 @@ def client(endpoint: str = ""):
     """A boto3 S3 client: credentials and region from the standard AWS variables
     (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION, a
     profile or an instance role), short timeouts, a few retries."""
+    if endpoint:
+        check_endpoint(endpoint)
     try:
         import boto3
         from botocore.config import Config
@@ -123,6 +127,7 @@ def client(endpoint: str = ""):
         connect_timeout=5,
         read_timeout=15,
         retries={"max_attempts": 3, "mode": "standard"},
+        max_pool_connections=READ_THREADS,
         # Path-style addressing works with every S3-compatible server.
         s3={"addressing_style": "path"} if endpoint else None,
     )
@@ -251,34 +256,44 @@ def _checkpoint_keys(s3, bucket: str, prefix: str) -> dict[str, list[str | None]
             for item in page.get("Contents", []):
                 keys[item["Key"]] = [None]
         return keys
-    # Versions come newest first; "null" is the id of an object written before
-    # versioning was enabled, and is the oldest.
+    # Each key's versions come newest first.
     return {key: list(reversed(ids)) for key, ids in keys.items()}
 
 
 def read(url: str, *, endpoint: str = "", s3=None) -> list[dict]:
-    """The checkpoints the witness holds, each as first written, in seq order."""
+    """The checkpoints the witness holds, each as first written, in seq order. The
+    objects are fetched READ_THREADS at a time (a boto3 client is thread-safe)."""
     bucket, prefix = parse_url(url)
     s3 = s3 or client(endpoint)
     records = []
+
+    def fetch(item):
+        key, versions = item
+        bodies = (_get(s3, bucket, key, version) for version in versions)
+        return key, [body for body in bodies if body is not None]
+
     with errors(f"s3://{bucket}/{prefix}"):
-        for key, versions in sorted(_checkpoint_keys(s3, bucket, prefix).items()):
-            if not _NAME.fullmatch(key[len(prefix) :]):
-                continue
-            bodies = [_get(s3, bucket, key, version) for version in versions]
-            bodies = [body for body in bodies if body is not None]
-            if not bodies:
-                continue
-            if any(body != bodies[0] for body in bodies[1:]):
-                raise S3Rewritten(
-                    f"s3://{bucket}/{key} holds {len(bodies)} different versions: a "
-                    "checkpoint was written again"
-                )
-            try:
-                record = json.loads(bodies[0])
-            except ValueError:
-                record = None
-            if not isinstance(record, dict) or not isinstance(record.get("last_seq"), int):
-                raise S3WitnessError(f"s3://{bucket}/{key} is not a checkpoint")
-            records.append(record)
+        keys = [
+            item
+            for item in sorted(_checkpoint_keys(s3, bucket, prefix).items())
+            if _NAME.fullmatch(item[0][len(prefix) :])
+        ]
+        with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+            for key, bodies in pool.map(fetch, keys):
+                if bodies:
+                    records.append(_record(f"s3://{bucket}/{key}", bodies))
     return sorted(records, key=lambda record: record["last_seq"])
+
+
+def _record(where: str, bodies: list[bytes]) -> dict:
+    if any(body != bodies[0] for body in bodies[1:]):
+        raise S3Rewritten(
+            f"{where} holds {len(bodies)} different versions: a checkpoint was written again"
+        )
+    try:
+        record = json.loads(bodies[0])
+    except ValueError:
+        record = None
+    if not isinstance(record, dict) or not isinstance(record.get("last_seq"), int):
+        raise S3WitnessError(f"{where} is not a checkpoint")
+    return record

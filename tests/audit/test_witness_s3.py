@@ -310,12 +310,14 @@ def test_the_offline_verifier_refuses_an_unreadable_or_hostile_s3_witness(
     checkpoints.checkpoint_create()
     export = tmp_path / "export.jsonl"
     call_command("audit_export", str(export))
-    for source, message in [
-        (f"s3://{bucket}\u202e/x", "control, format, space or unassigned character (U+202E)"),
-        ("s3://" + "b" * 2000, "is 2005 characters long"),
-        (f"s3://{bucket}/x", "cannot be read: s3 witness"),
+    closed = f"http://127.0.0.1:{free_port()}"
+    for source, endpoint, message in [
+        (f"s3://{bucket}\u202e/x", closed, "control, format, space or unassigned character"),
+        ("s3://" + "b" * 2000, closed, "is 2005 characters long"),
+        (f"s3://{bucket}/x", closed, "cannot be read: s3 witness"),
+        (f"s3://{bucket}/x", "http://minio\u2066:9000", "the S3 endpoint contains"),
+        (f"s3://{bucket}/x", "ftp://minio", "the S3 endpoint must be an http(s)://"),
     ]:
-        endpoint = f"http://127.0.0.1:{free_port()}"
         result = offline(
             export, "--checkpoints", source, "--public-key", public_key_file, endpoint=endpoint
         )
