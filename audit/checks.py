@@ -46,7 +46,7 @@ def audit_s3_witness_check(app_configs, **kwargs):
         Warning(
             f"The audit witness bucket {bucket} has no Object Lock: anyone holding its "
             "credentials can delete or replace a checkpoint.",
-            hint="Use a bucket created with Object Lock enabled (see the README: The witness).",
+            hint="Use a bucket created with Object Lock enabled (README: An S3 witness).",
             id="audit.W003",
         )
     ]

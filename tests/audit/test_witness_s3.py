@@ -10,18 +10,17 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import boto3
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import transaction
+from moto import server as moto_server
 
 from audit import chainhash, checkpoints, services, witness, witness_s3
 from audit.models import AuditCheckpoint
 from tests.audit import attacks
 from tests.audit.receivers import free_port
 from tests.site.test_hostile_sweep import HOSTILE
-
-boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
 
 pytestmark = pytest.mark.django_db
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
