@@ -461,3 +461,14 @@ def test_the_verification_page_names_the_witness(bucket, settings, client):
     settings.AISPM_AUDIT_WITNESS_URL = ""
     page = client.get("/audit/verification/").content.decode()
     assert "none: the checkpoints are only in the database" in page
+
+
+def test_the_s3_witness_module_imports_neither_django_nor_boto3():
+    script = (
+        "import sys, audit.witness_s3; "
+        "assert not [m for m in sys.modules if m.split('.')[0] in {'django', 'boto3'}]"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
