@@ -211,8 +211,14 @@ def publish(
                 "PreconditionFailed",
                 "ConditionalRequestConflict",
             }:
-                if _get(s3, bucket, key) == data:
+                held = _get(s3, bucket, key)
+                if held == data:
                     return key  # a concurrent retry wrote the same bytes first
+                if held is None:
+                    raise S3WitnessError(
+                        f"s3 witness {where}: another write of it is in progress; the next "
+                        "checkpoint run tries again"
+                    ) from None
                 raise S3Conflict(f"{where} already holds a different checkpoint") from None
             if _code(exc) != "NotImplemented":
                 raise

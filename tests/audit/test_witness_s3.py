@@ -472,3 +472,34 @@ def test_the_s3_witness_module_imports_neither_django_nor_boto3():
         [sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+class WithoutConditionalWrites:
+    """A client for a server that answers NotImplemented to If-None-Match."""
+
+    def __init__(self, real):
+        self.real, self.refused = real, 0
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def put_object(self, **kwargs):
+        if "IfNoneMatch" in kwargs:
+            self.refused += 1
+            raise self.real.exceptions.ClientError(
+                {"Error": {"Code": "NotImplemented"}, "ResponseMetadata": {"HTTPStatusCode": 501}},
+                "PutObject",
+            )
+        return self.real.put_object(**kwargs)
+
+
+def test_a_server_without_conditional_writes_is_guarded_by_the_get(s3, bucket, s3_endpoint):
+    url = f"s3://{bucket}/old-server/"
+    plain = WithoutConditionalWrites(witness_s3.client(s3_endpoint))
+    witness_s3.publish(url, "checkpoint-1.json", b"first\n", retention_days=400, s3=plain)
+    assert plain.refused == 1
+    head = s3.head_object(Bucket=bucket, Key="old-server/checkpoint-1.json")
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    with pytest.raises(witness_s3.S3Conflict):
+        witness_s3.publish(url, "checkpoint-1.json", b"second\n", retention_days=400, s3=plain)
+    assert plain.refused == 1  # refused by the GET, before any PUT
