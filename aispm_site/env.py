@@ -181,6 +181,24 @@ def env_url(name: str, *, schemes: frozenset[str] = frozenset({"http", "https"})
     return raw
 
 
+def env_witness(name: str, endpoint_name: str) -> tuple[str, str]:
+    """The audit witness URL (file://, syslog:// or s3://) and, for s3://, the endpoint
+    of S3-compatible storage ('' for AWS itself)."""
+    from audit import witness_s3  # standard library only: no app is loaded here
+
+    raw, endpoint = env_str(name), env_str(endpoint_name)
+    for variable, value, check in (
+        (name, raw if raw.startswith("s3://") else "", witness_s3.parse_url),
+        (endpoint_name, endpoint, witness_s3.check_endpoint),
+    ):
+        try:
+            if value:
+                check(value)
+        except witness_s3.S3ConfigError as exc:
+            raise ImproperlyConfigured(f"{variable}: {exc}.") from None
+    return env_url(name, schemes=frozenset({"file", "syslog", "s3"})), endpoint
+
+
 _MAIL_BACKENDS = {
     "smtp": "django.core.mail.backends.smtp.EmailBackend",
     "smtps": "django.core.mail.backends.smtp.EmailBackend",

@@ -25,6 +25,7 @@ from .env import (
     env_signing_key,
     env_str,
     env_url,
+    env_witness,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -298,7 +299,11 @@ AISPM_REVIEW_SLA_HOURS = env_int("AISPM_REVIEW_SLA_HOURS", 4, minimum=1)
 # how often beat makes one, and the witness outside the database that receives each.
 AISPM_AUDIT_SIGNING_KEY = env_signing_key("AISPM_AUDIT_SIGNING_KEY")
 AISPM_AUDIT_CHECKPOINT_SECONDS = env_int("AISPM_AUDIT_CHECKPOINT_SECONDS", 300, minimum=10)
-AISPM_AUDIT_WITNESS_URL = env_url("AISPM_AUDIT_WITNESS_URL", schemes={"file", "syslog"})
+# s3:// storage: credentials and region from the standard AWS variables, the endpoint of
+# S3-compatible storage (MinIO...) from AISPM_AUDIT_WITNESS_S3_ENDPOINT.
+AISPM_AUDIT_WITNESS_URL, AISPM_AUDIT_WITNESS_S3_ENDPOINT = env_witness(
+    "AISPM_AUDIT_WITNESS_URL", "AISPM_AUDIT_WITNESS_S3_ENDPOINT"
+)
 # SIEM sinks that receive every sealed event in chain order (README: Audit).
 SIEM_SCHEMES = {"ocsf+http", "ocsf+https", "syslog", "syslog+tls", "otlp+http", "otlp+https"}
 AISPM_AUDIT_SIEM_URLS = env_list("AISPM_AUDIT_SIEM_URLS", [])

@@ -43,11 +43,25 @@ def key_fingerprint() -> str:
 def checkpoint_create(*, publish: bool = True) -> AuditCheckpoint | None:
     """Sign a checkpoint over the events sealed since the last one; None if there are none.
 
-    The checkpoint goes to the witness once it has committed; a witness that fails
-    raises, after the checkpoint is safely in the database."""
+    The checkpoint goes to the witness once it has committed, then any older ones the
+    witness lacks (an outage kept them from it), also when there is nothing new to
+    sign. A witness that fails raises, after the checkpoint is safely in the database;
+    the next run catches up."""
     key = signing_key()
     if key is None:
         raise CheckpointError("no signing key: set AISPM_AUDIT_SIGNING_KEY or _FILE")
+    checkpoint = _checkpoint_sign(key)
+    if publish and settings.AISPM_AUDIT_WITNESS_URL:
+        from . import witness
+
+        url = settings.AISPM_AUDIT_WITNESS_URL
+        if checkpoint is not None:
+            witness.witness_publish(url=url, checkpoint=checkpoint)
+        witness.witness_catch_up(url=url, published=checkpoint)
+    return checkpoint
+
+
+def _checkpoint_sign(key: Ed25519PrivateKey) -> AuditCheckpoint | None:
     connection = transaction.get_connection()
     with transaction.atomic():
         if connection.vendor == "postgresql":
@@ -72,12 +86,7 @@ def checkpoint_create(*, publish: bool = True) -> AuditCheckpoint | None:
         }
         document["hash"] = chainhash.checkpoint_hash(document)
         document["signature"] = chainhash.sign(key, document)
-        checkpoint = AuditCheckpoint.objects.create(**document)
-    if publish and settings.AISPM_AUDIT_WITNESS_URL:
-        from . import witness
-
-        witness.witness_publish(url=settings.AISPM_AUDIT_WITNESS_URL, checkpoint=checkpoint)
-    return checkpoint
+        return AuditCheckpoint.objects.create(**document)
 
 
 @dataclass(frozen=True)

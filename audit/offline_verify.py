@@ -2,8 +2,9 @@
 
     python -m audit.offline_verify export.jsonl --checkpoints DIR --public-key KEY
 
-Needs only the standard library and `cryptography` (no Django). It checks that
-every checkpoint in DIR (a copy of the witness) is signed by KEY and that they
+Needs only the standard library and `cryptography` (no Django); reading an s3://
+witness directly (--checkpoints s3://bucket/prefix) needs boto3 as well. It checks
+that every checkpoint in DIR (a copy of the witness) is signed by KEY and that they
 chain to each other; that every exported event's hash matches its content; that
 consecutive events link; and that each event reaches, through the chain, the head
 hash of a signed checkpoint. Exit 0: every event verified and anchored. Exit 1:
@@ -16,6 +17,7 @@ import argparse
 import gzip
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -28,11 +30,30 @@ class Tampered(Exception):
     pass
 
 
-def load_checkpoints(directory: Path, key) -> list[dict]:
-    records = sorted(
-        (json.loads(path.read_text()) for path in directory.glob("checkpoint-*.json")),
+class WitnessUnreadable(Exception):
+    pass
+
+
+def read_checkpoints(source: str, *, endpoint: str = "") -> list[dict]:
+    """The witness's checkpoints: a directory of checkpoint-*.json, or s3://bucket/prefix."""
+    if source.startswith("s3://"):
+        from audit import witness_s3
+
+        try:
+            return witness_s3.read(source, endpoint=endpoint)
+        except witness_s3.S3Rewritten as exc:
+            raise Tampered(str(exc)) from None
+        except (witness_s3.S3ConfigError, witness_s3.S3WitnessError) as exc:
+            raise WitnessUnreadable(str(exc)) from None
+    return sorted(
+        (json.loads(path.read_text()) for path in Path(source).glob("checkpoint-*.json")),
         key=lambda record: record["last_seq"],
     )
+
+
+def load_checkpoints(directory: Path, key, *, records: list[dict] | None = None) -> list[dict]:
+    if records is None:
+        records = read_checkpoints(str(directory))
     fingerprint = chainhash.fingerprint(key)
     previous = None
     for record in records:
@@ -114,7 +135,18 @@ def check_manifest(path: Path, events_file: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m audit.offline_verify", description=__doc__)
     parser.add_argument("events", type=Path, help="JSON Lines export (.gz allowed)")
-    parser.add_argument("--checkpoints", type=Path, required=True, help="witness directory")
+    parser.add_argument(
+        "--checkpoints",
+        required=True,
+        help="the witness: a directory of checkpoint-*.json, or s3://bucket/prefix (boto3; "
+        "credentials from the AWS variables)",
+    )
+    parser.add_argument(
+        "--s3-endpoint",
+        default=os.environ.get("AISPM_AUDIT_WITNESS_S3_ENDPOINT", ""),
+        help="S3-compatible endpoint for an s3:// witness (default: "
+        "$AISPM_AUDIT_WITNESS_S3_ENDPOINT, else AWS)",
+    )
     parser.add_argument("--public-key", required=True, help="PEM or base64 file, or base64")
     parser.add_argument("--manifest", type=Path, help="the export's manifest, to check its hash")
     args = parser.parse_args(argv)
@@ -128,12 +160,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.manifest:
             check_manifest(args.manifest, args.events)
-        records = load_checkpoints(args.checkpoints, key)
+        records = load_checkpoints(
+            Path(args.checkpoints),
+            key,
+            records=read_checkpoints(args.checkpoints, endpoint=args.s3_endpoint),
+        )
         events = read_events(args.events)
         anchored, unanchored = verify(events, records)
     except Tampered as exc:
         print(f"TAMPERED: {exc}", file=sys.stderr)
         return TAMPERED
+    except WitnessUnreadable as exc:
+        parser.error(f"--checkpoints cannot be read: {exc}")
     print(
         f"{len(events)} events: every hash matches its content; {anchored} anchored to "
         f"{len(records)} signed checkpoints"

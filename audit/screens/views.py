@@ -7,7 +7,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from aispm_site.roles import AUDIT_PERMISSION, permission_required
 
-from .. import checkpoints, selectors, siem, tasks
+from .. import checkpoints, selectors, siem, tasks, witness
 from ..models import AuditEvent
 
 
@@ -51,6 +51,7 @@ def verification(request: HttpRequest) -> HttpResponse:
                 checkpoints.checkpoint_signature_status(checkpoint) if checkpoint else ""
             ),
             "key_fingerprint": checkpoints.key_fingerprint(),
+            "witness_url": witness.witness_location(settings.AISPM_AUDIT_WITNESS_URL),
             "sinks": siem.sink_lag(),
         },
     )

@@ -284,3 +284,34 @@ def test_the_web_export_manifest_names_the_covering_checkpoint(
     # The web export holds the events of decisions only; here there are none, so the
     # contiguous audit_export is what an auditor anchors offline.
     assert body == b""
+
+
+def test_a_file_witness_outage_loses_no_checkpoint(witness_dir, settings, capsys, tmp_path):
+    witness_dir.parent.mkdir(parents=True, exist_ok=True)
+    witness_dir.write_text("not a directory: the mount is gone")
+    record_and_seal(2)
+    with pytest.raises(witness.WitnessError, match="file witness .* failed"):
+        checkpoints.checkpoint_create()
+    record_and_seal(1)
+    with pytest.raises(witness.WitnessError):
+        checkpoints.checkpoint_create()
+    assert AuditCheckpoint.objects.count() == 2  # both committed before the witness failed
+    witness_dir.unlink()  # the mount is back
+    assert checkpoints.checkpoint_create() is None  # nothing new to sign: it catches up
+    assert [f.name for f in sorted(witness_dir.iterdir())] == [
+        "checkpoint-00000000000000000002.json",
+        "checkpoint-00000000000000000003.json",
+    ]
+    record_and_seal(1)
+    checkpoints.checkpoint_create()
+    assert len(witness.witness_read(settings.AISPM_AUDIT_WITNESS_URL)) == 3
+    call_command("audit_verify", "--no-seal", "--witness", settings.AISPM_AUDIT_WITNESS_URL)
+    assert "matches the witness" in capsys.readouterr().out
+    # The witness has no gap, so an export verifies offline against it.
+    call_command("audit_public_key")
+    key = tmp_path / "aispm.pub"
+    key.write_text(capsys.readouterr().out)
+    export = tmp_path / "export.jsonl"
+    call_command("audit_export", str(export))
+    result = offline(export, "--checkpoints", witness_dir, "--public-key", key)
+    assert result.returncode == 0, result.stderr

@@ -29,7 +29,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--witness",
             metavar="URL",
-            help="also compare the checkpoints with this witness (file:///dir/)",
+            help="also compare the checkpoints with this witness (file:///dir/ or "
+            "s3://bucket/prefix)",
         )
         parser.add_argument(
             "--archive",
