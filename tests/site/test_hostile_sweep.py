@@ -260,8 +260,8 @@ def _world(admin) -> None:
 
 
 def _capacity_world(admin, agent) -> None:
-    """Reviewer capacity (issue 17): a canary template, a standing approval and an
-    out-of-office delegation, whose screens only show once one exists."""
+    """Reviewer capacity (issue 17): a canary template, a standing approval, a snooze and
+    an out-of-office delegation, whose screens only show once one exists."""
     from datetime import timedelta
 
     from django.utils import timezone
@@ -286,6 +286,10 @@ def _capacity_world(admin, agent) -> None:
         created_by=admin,
     )
     now = timezone.now()
+    pending = Decision.objects.filter(status=Decision.Status.PENDING, expires_at__gt=now)
+    routing.decision_snooze(
+        decision=pending.order_by("expires_at").last(), user=admin, until=now + timedelta(minutes=5)
+    )
     routing.delegation_create(
         user=admin,
         delegate=UserFactory(username="standin", groups=["Reviewers"]),
