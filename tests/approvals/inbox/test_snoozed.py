@@ -181,4 +181,4 @@ def test_agent_written_text_on_the_snoozed_page_stays_inert(client, world):
     assert "&lt;script&gt;" in page
     # The summary sits in an hx-disable container, like every agent-written value.
     summary_at = page.index("&lt;script&gt;")
-    assert page.rfind("hx-disable", 0, summary_at) > page.rfind("<tbody", 0, summary_at)
+    assert page.rfind("hx-disable", 0, summary_at) > page.rfind("<li", 0, summary_at)
