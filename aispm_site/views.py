@@ -18,6 +18,8 @@ def _pending_counts(user) -> dict[str, str]:
         text = f"{queue['mine']} waiting for your review"
         if queue["waiting"]:
             text += f" · {queue['waiting']} waiting for others"
+        if queue["snoozed"]:
+            text += f" · {queue['snoozed']} snoozed"
         counts["Inbox"] = text
     if user.has_perm(roles.MANAGE_AGENTS_PERMISSION):
         open_alerts = Alert.objects.filter(acknowledged_at__isnull=True).count()

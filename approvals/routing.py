@@ -187,6 +187,39 @@ def decision_snooze(*, decision: Decision, user, until: datetime) -> DecisionSno
     return snooze
 
 
+def decision_unsnooze(*, decision: Decision, user) -> DecisionSnooze:
+    """Put a decision `user` snoozed back in their own queue now. Only the snoozer's own
+    running snooze can be undone; an ended one has nothing left to undo."""
+    now = timezone.now()
+    with transaction.atomic():
+        snooze = (
+            DecisionSnooze.objects.select_for_update()
+            .filter(decision=decision, user=user, until__gt=now)
+            .first()
+        )
+        if snooze is None:
+            raise RoutingRefused("You have not snoozed this decision.")
+        snooze.delete()
+        audit_record(
+            event="decision.unsnoozed",
+            actor=user,
+            target=decision,
+            data={"until": snooze.until.isoformat()},
+        )
+    return snooze
+
+
+def snoozes_running(*, user, now: datetime):
+    """`user`'s snoozes that still hide a pending decision, the soonest to end first."""
+    return (
+        DecisionSnooze.objects.filter(
+            user=user, until__gt=now, decision__status=Decision.Status.PENDING
+        )
+        .select_related("decision", "decision__agent", "decision__action_type")
+        .order_by("until", "pk")
+    )
+
+
 def snoozed_for(user, *, now: datetime) -> Q:
     """A filter on Decision for what `user` has snoozed now."""
     return Q(snoozes__user=user, snoozes__until__gt=now)

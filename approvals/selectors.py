@@ -5,6 +5,7 @@ from uuid import UUID
 
 from django.db import connections
 from django.db.models import Count, Prefetch, Q, QuerySet
+from django.utils import timezone
 
 from agents.models import RISK_RANK, ActionType, Agent, Risk
 from aispm_site import hostile
@@ -356,19 +357,25 @@ def queue_for(*, user, queue: str) -> QuerySet[Decision]:
     return pending.exclude(pk__in=blocked)
 
 
-def queue_counts(*, user) -> dict[str, int]:
-    """The three tabs' counts in one query."""
+def queue_counts(*, user, now: datetime | None = None) -> dict[str, int]:
+    """The tabs' counts in one query. What the reviewer snoozed counts only as snoozed,
+    as the lists leave it out of every other tab until the snooze ends."""
     from django.db.models import Exists, OuterRef
 
+    now = now or timezone.now()
     reviewed = Exists(Review.objects.filter(decision=OuterRef("pk"), reviewer=user))
+    snoozed = Q(
+        Exists(DecisionSnooze.objects.filter(decision=OuterRef("pk"), user=user, until__gt=now))
+    )
     blocked = Q(reviewed) | Q(agent__owner=user)
     routine = Q(bulk_allowed=True, risk="low") & ~Q(
         action_type__irreversible=True, required_approvals__gt=1
     )
     return Decision.objects.filter(status=Decision.Status.PENDING).aggregate(
-        mine=Count("pk", filter=~blocked),
-        routine=Count("pk", filter=~blocked & routine),
-        waiting=Count("pk", filter=blocked),
+        mine=Count("pk", filter=~blocked & ~snoozed),
+        routine=Count("pk", filter=~blocked & routine & ~snoozed),
+        waiting=Count("pk", filter=blocked & ~snoozed),
+        snoozed=Count("pk", filter=snoozed),
     )
 
 

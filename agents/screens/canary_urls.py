@@ -1,8 +1,9 @@
 from django.urls import path
 
-from . import canaries, standing
+from . import canaries, notify_groups, standing
 
 urlpatterns = [
+    path("group-notifications/", notify_groups.group_notifications, name="group-notifications"),
     path("standing-approvers/", standing.standing_approvers, name="standing-approvers"),
     path("<slug:slug>/standing/", standing.standing_list, name="standing"),
     path(

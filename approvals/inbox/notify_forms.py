@@ -6,6 +6,13 @@ from aispm_site import hostile
 from ..models import NotificationPreference
 
 
+class SecretURLInput(forms.URLInput):
+    """A URL input for a credential: a page never renders back what was typed."""
+
+    def format_value(self, value):
+        return None
+
+
 class PreferenceForm(hostile.Form):
     channel = forms.ChoiceField(
         choices=NotificationPreference.Channel.choices, widget=forms.HiddenInput
@@ -21,7 +28,7 @@ class PreferenceForm(hostile.Form):
         max_length=2000,
         assume_scheme="https",
         help_text="Stored encrypted and never shown again; leave blank to keep the current one.",
-        widget=forms.URLInput(attrs={"autocomplete": "off"}),
+        widget=SecretURLInput(attrs={"autocomplete": "off"}),
     )
 
 

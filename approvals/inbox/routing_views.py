@@ -10,7 +10,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from aispm_site.roles import REVIEW_PERMISSION, permission_required
 
@@ -19,6 +19,8 @@ from ..models import Decision, ReviewerDelegation
 from .routing_forms import DelegationForm, ReassignForm, SnoozeForm, StandingForm
 
 review_required = permission_required(REVIEW_PERMISSION)
+# A snooze lasts at most until its decision expires, so a reviewer's list stays short.
+SNOOZED_SHOWN = 200
 
 
 def _pending_or_404(decision_id) -> Decision:
@@ -83,6 +85,38 @@ def snooze(request: HttpRequest, decision_id) -> HttpResponse:
         return _page(request, decision, "approvals/snooze.html", form, 400)
     messages.success(request, f"Snoozed until {until:%Y-%m-%d %H:%M} UTC.")
     return redirect("approvals:inbox")
+
+
+@require_GET
+@review_required
+def snoozed(request: HttpRequest) -> HttpResponse:
+    """The decisions this reviewer snoozed out of their own queue, until when."""
+    now = timezone.now()
+    context = {
+        "snoozes": routing.snoozes_running(user=request.user, now=now)[:SNOOZED_SHOWN],
+        "queues": selectors.QUEUES,
+        "queue_counts": selectors.queue_counts(user=request.user, now=now),
+    }
+    return render(request, "approvals/snoozed.html", context)
+
+
+@require_POST
+@review_required
+def unsnooze(request: HttpRequest, decision_id) -> HttpResponse:
+    """Undo one's own snooze; anyone else's, or one that has ended, is not found."""
+    snooze = (
+        routing.snoozes_running(user=request.user, now=timezone.now())
+        .filter(decision_id=decision_id)
+        .first()
+    )
+    if snooze is None:
+        raise Http404("You have no running snooze on this decision.")
+    try:
+        routing.decision_unsnooze(decision=snooze.decision, user=request.user)
+    except routing.RoutingRefused as exc:
+        raise Http404(str(exc)) from None
+    messages.success(request, "Unsnoozed: the decision is back in your queue.")
+    return redirect("approvals:snoozed")
 
 
 @require_http_methods(["GET", "POST"])

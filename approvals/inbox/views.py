@@ -109,7 +109,7 @@ def _inbox_context(
         "filter_query": urlencode(filters.as_query()),
         "page": page,
         "counts": selectors.inbox_counts(now=now, sla=_sla()),
-        "queue_counts": selectors.queue_counts(user=request.user),
+        "queue_counts": selectors.queue_counts(user=request.user, now=now),
         "queues": selectors.QUEUES,
         "choices": selectors.inbox_filter_choices(),
         "risks": Decision._meta.get_field("risk").choices,

@@ -99,7 +99,7 @@ def estate():
 def pages_for(role: str, estate) -> list[str]:
     pending, decided = estate["pending"].pk, estate["decided"].pk
     if role == "reviewer":
-        return ["/", "/inbox/", f"/inbox/{pending}/"]
+        return ["/", "/inbox/", f"/inbox/{pending}/", "/inbox/snoozed/"]
     if role == "agent_admin":
         return [
             "/",
@@ -113,6 +113,7 @@ def pages_for(role: str, estate) -> list[str]:
             "/security/agents/finance/scopes/",
             "/security/agents/finance/scopes/payment.transfer/edit/",
             "/security/agents/finance/suspend/",
+            "/agents/group-notifications/",
             "/posture/",
         ]
     if role == "auditor":

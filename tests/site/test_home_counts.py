@@ -22,6 +22,21 @@ def test_a_reviewer_sees_their_queue_and_what_waits_for_others(client):
     assert "3 waiting for your review · 2 waiting for others" in html
 
 
+def test_what_a_reviewer_snoozed_counts_apart_from_their_queue(client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from approvals.routing import decision_snooze
+
+    rita = make_reviewer(username="rita")
+    first, *_rest = DecisionFactory.create_batch(3)
+    decision_snooze(decision=first, user=rita, until=timezone.now() + timedelta(minutes=30))
+    client.force_login(rita)
+    html = client.get("/").content.decode()
+    assert "2 waiting for your review · 1 snoozed" in html
+
+
 def test_an_agent_admin_sees_the_open_alerts(client):
     alert_raise(kind="test", severity="high", message="Something odd", agent=AgentFactory())
     client.force_login(agent_admin(username="ada"))

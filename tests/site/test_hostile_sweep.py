@@ -260,8 +260,9 @@ def _world(admin) -> None:
 
 
 def _capacity_world(admin, agent) -> None:
-    """Reviewer capacity (issue 17): a canary template, a standing approval and an
-    out-of-office delegation, whose screens only show once one exists."""
+    """Reviewer capacity (issue 17): a canary template, a standing approval, a snooze, a
+    group's notification setting and an out-of-office delegation, whose screens (or
+    links) only show once one exists."""
     from datetime import timedelta
 
     from django.utils import timezone
@@ -286,6 +287,21 @@ def _capacity_world(admin, agent) -> None:
         created_by=admin,
     )
     now = timezone.now()
+    pending = Decision.objects.filter(status=Decision.Status.PENDING, expires_at__gt=now)
+    routing.decision_snooze(
+        decision=pending.order_by("expires_at").last(), user=admin, until=now + timedelta(minutes=5)
+    )
+    from django.contrib.auth.models import Group
+
+    from approvals.notifications import preference_save
+
+    preference_save(
+        actor=admin,
+        group=Group.objects.get(name="Reviewers"),
+        channel="email",
+        mode="digest",
+        min_risk="high",
+    )
     routing.delegation_create(
         user=admin,
         delegate=UserFactory(username="standin", groups=["Reviewers"]),
