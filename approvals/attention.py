@@ -1,9 +1,14 @@
-"""Attention measured in the inbox: how long a decision was on screen before approval,
-and whether long params were expanded. Signals for analytics, never verdicts.
+"""Attention measured when a person approves: how long a decision was on screen before
+approval, whether long params were expanded, and which way it was approved. Signals
+for analytics, never verdicts.
 
-The detail page carries a signed timestamp of when it was rendered (`viewed_token`);
-the approval posts it back with a flag the page's script sets when a folded (long)
-param is opened. A forged or missing token records nothing.
+Every approving path records one row per approval (`ReviewAttention.via`): the inbox's
+Approve (with or without its confirmation step), a passkey step-up, edit-and-approve,
+bulk approval and a chat link. A page that shows a decision carries a signed timestamp
+of when it was rendered (`viewed_token`); the approval posts it back, with a flag the
+inbox's script sets when a folded (long) param is opened. A forged or missing token
+measures nothing (time on screen stays null), and bulk approval has no time to measure,
+but the approval itself is still recorded, so streaks and counts by path see it.
 """
 
 from django.core import signing
@@ -50,18 +55,28 @@ def has_long_params(params) -> bool:
 
 
 def attention_record(
-    *, decision: Decision, reviewer, token: str, params_expanded: bool | None
+    *,
+    decision: Decision,
+    reviewer,
+    token: str,
+    params_expanded: bool | None,
+    via: str = ReviewAttention.Via.INBOX,
 ) -> ReviewAttention | None:
-    """Attach what the page measured to this reviewer's review of the decision."""
+    """Attach what the page measured, and the path, to this reviewer's approval."""
     seconds = seconds_on_screen(token, decision=decision) if token else None
-    review = Review.objects.filter(decision=decision, reviewer=reviewer).first()
-    if review is None or (seconds is None and params_expanded is None):
+    review = (
+        Review.objects.filter(decision=decision, reviewer=reviewer)
+        .exclude(verdict=Review.Verdict.REJECT)
+        .first()
+    )
+    if review is None:
         return None
     long_params = has_long_params(review.params_before or decision.params)
     with transaction.atomic():
         attention, _created = ReviewAttention.objects.update_or_create(
             review=review,
             defaults={
+                "via": via,
                 "seconds_on_screen": seconds,
                 "params_expanded": params_expanded if long_params else None,
                 "params_long": long_params,
@@ -73,6 +88,7 @@ def attention_record(
             target=decision,
             data={
                 "review": review.pk,
+                "via": str(via),
                 "seconds_on_screen": seconds,
                 "params_long": long_params,
                 "params_expanded": attention.params_expanded,

@@ -97,6 +97,8 @@ class ParamsEditForm(hostile.Form):
         label="Comment for the agent", required=False, max_length=2000, widget=forms.Textarea
     )
     params_hash = ParamsHashField()
+    # When the form was shown (approvals.attention): optional, never a reason to refuse.
+    viewed = forms.CharField(required=False, max_length=500, widget=forms.HiddenInput)
 
     def __init__(self, *args, action_type, params: dict, **kwargs):
         self.action_type = action_type

@@ -27,3 +27,5 @@ class PreferenceForm(hostile.Form):
 
 class ChatApproveForm(hostile.Form):
     comment = forms.CharField(required=False, max_length=2000, widget=forms.Textarea)
+    # When the confirmation page was shown (approvals.attention): optional, never a refusal.
+    viewed = forms.CharField(required=False, max_length=500, widget=forms.HiddenInput)
