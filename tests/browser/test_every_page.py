@@ -10,6 +10,7 @@ import pytest
 
 from agents.services import agent_key_issue, behaviour_version_activate, behaviour_version_create
 from approvals.models import Decision
+from approvals.notifications import links
 from approvals.services import decision_approve, decision_create
 from tests.browser.conftest import axe_violations, horizontal_overflow, overflowing_elements
 from tests.factories import (
@@ -99,7 +100,7 @@ def estate():
 def pages_for(role: str, estate) -> list[str]:
     pending, decided = estate["pending"].pk, estate["decided"].pk
     if role == "reviewer":
-        return ["/", "/inbox/", f"/inbox/{pending}/"]
+        return ["/", "/inbox/", f"/inbox/{pending}/", links.approve_path(estate["pending"])]
     if role == "agent_admin":
         return [
             "/",
@@ -124,6 +125,7 @@ def pages_for(role: str, estate) -> list[str]:
             f"/audit/decisions/{pending}/",
             "/audit/verification/",
             "/posture/",
+            "/analytics/reviewers/",
         ]
     return ["/", "/security/global-stop/"]
 
