@@ -4,6 +4,7 @@ from agents.models import Risk
 from aispm_site import hostile
 
 from ..models import NotificationPreference
+from .forms import ViewedField
 
 
 class PreferenceForm(hostile.Form):
@@ -27,5 +28,4 @@ class PreferenceForm(hostile.Form):
 
 class ChatApproveForm(hostile.Form):
     comment = forms.CharField(required=False, max_length=2000, widget=forms.Textarea)
-    # When the confirmation page was shown (approvals.attention): optional, never a refusal.
-    viewed = forms.CharField(required=False, max_length=500, widget=forms.HiddenInput)
+    viewed = ViewedField()

@@ -216,3 +216,27 @@ def test_analytics_counts_every_path_in_streaks_fast_approvals_and_by_path(clien
     client.force_login(UserFactory(is_superuser=True))
     html = client.get("/analytics/reviewers/").content.decode()
     assert "bulk 2 · chat 1 · edit 1" in html
+
+
+@pytest.mark.parametrize("viewed", ["forged", "x" * 5000, "<script>alert(1)</script>\r\n=1"])
+@pytest.mark.parametrize("path", ["inbox", "edit", "chat"])
+def test_a_hostile_measurement_never_blocks_an_approval(client, world, path, viewed):
+    decision, person = _decide(world), reviewer()
+    client.force_login(person)
+    shown = services.params_fingerprint(decision.params)
+    if path == "inbox":
+        response = client.post(
+            f"/inbox/{decision.pk}/approve/", {"params_hash": shown, "viewed": viewed}
+        )
+    elif path == "edit":
+        response = client.post(
+            f"/inbox/{decision.pk}/edit/",
+            {"params_hash": shown, "viewed": viewed, "p_what": "changed"},
+        )
+    else:
+        response = client.post(links.approve_path(decision), {"viewed": viewed})
+    assert response.status_code == 302
+    decision.refresh_from_db()
+    assert not decision.is_pending
+    attention = _attention(person)
+    assert attention.via == path and attention.seconds_on_screen is None
