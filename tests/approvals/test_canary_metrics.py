@@ -266,3 +266,17 @@ def test_the_auditors_csv_export_marks_each_canary(client, world):
     body = b"".join(response.streaming_content).decode("utf-8-sig")
     marks = {row["decision_id"]: row["canary"] for row in csv.DictReader(io.StringIO(body))}
     assert marks == {str(canary.pk): "true", str(real.pk): "false"}
+
+
+def test_a_canary_cancelled_by_a_new_policy_is_not_a_denial_in_a_burst(world):
+    from approvals import anomalies
+
+    agent = world["agent"]
+    agent.anomaly_rules = [{"rule": "denial_burst", "threshold": 2, "window": "15m"}]
+    agent.save()
+    for _ in range(2):
+        DecisionFactory(agent=agent, action_type=world["action"], status="denied", canary=True)
+    assert anomalies.after_denial(agent=agent, now=timezone.now()) == []
+    DecisionFactory(agent=agent, action_type=world["action"], status="denied")
+    DecisionFactory(agent=agent, action_type=world["action"], status="denied")
+    assert len(anomalies.after_denial(agent=agent, now=timezone.now())) == 1
