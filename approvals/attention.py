@@ -54,6 +54,47 @@ def has_long_params(params) -> bool:
     return False
 
 
+def _save(rows: list[tuple[Decision, ReviewAttention]], *, reviewer) -> None:
+    """Upsert the rows in one statement and audit each, in one transaction."""
+    with transaction.atomic():
+        ReviewAttention.objects.bulk_create(
+            [attention for _decision, attention in rows],
+            update_conflicts=True,
+            unique_fields=["review"],
+            update_fields=["via", "seconds_on_screen", "params_expanded", "params_long"],
+        )
+        for decision, attention in rows:
+            audit_record(
+                event="review.attention_recorded",
+                actor=reviewer,
+                target=decision,
+                data={
+                    "review": attention.review_id,
+                    "via": str(attention.via),
+                    "seconds_on_screen": attention.seconds_on_screen,
+                    "params_long": attention.params_long,
+                    "params_expanded": attention.params_expanded,
+                },
+            )
+
+
+def _row(decision: Decision, review: Review, *, via, seconds, params_expanded):
+    long_params = has_long_params(review.params_before or decision.params)
+    return ReviewAttention(
+        review=review,
+        via=via,
+        seconds_on_screen=seconds,
+        params_expanded=params_expanded if long_params else None,
+        params_long=long_params,
+    )
+
+
+def _approving_reviews(decisions, reviewer):
+    return Review.objects.filter(decision__in=decisions, reviewer=reviewer).exclude(
+        verdict=Review.Verdict.REJECT
+    )
+
+
 def attention_record(
     *,
     decision: Decision,
@@ -63,35 +104,32 @@ def attention_record(
     via: str = ReviewAttention.Via.INBOX,
 ) -> ReviewAttention | None:
     """Attach what the page measured, and the path, to this reviewer's approval."""
-    seconds = seconds_on_screen(token, decision=decision) if token else None
-    review = (
-        Review.objects.filter(decision=decision, reviewer=reviewer)
-        .exclude(verdict=Review.Verdict.REJECT)
-        .first()
-    )
+    review = _approving_reviews([decision], reviewer).first()
     if review is None:
         return None
-    long_params = has_long_params(review.params_before or decision.params)
-    with transaction.atomic():
-        attention, _created = ReviewAttention.objects.update_or_create(
-            review=review,
-            defaults={
-                "via": via,
-                "seconds_on_screen": seconds,
-                "params_expanded": params_expanded if long_params else None,
-                "params_long": long_params,
-            },
-        )
-        audit_record(
-            event="review.attention_recorded",
-            actor=reviewer,
-            target=decision,
-            data={
-                "review": review.pk,
-                "via": str(via),
-                "seconds_on_screen": seconds,
-                "params_long": long_params,
-                "params_expanded": attention.params_expanded,
-            },
-        )
+    seconds = seconds_on_screen(token, decision=decision) if token else None
+    attention = _row(decision, review, via=via, seconds=seconds, params_expanded=params_expanded)
+    _save([(decision, attention)], reviewer=reviewer)
     return attention
+
+
+def attention_record_bulk(*, decisions: list[Decision], reviewer) -> list[ReviewAttention]:
+    """Bulk approval: each approval counts (streaks, paths), with no time on screen, as
+    the list shows no decision on its own. One query for the reviews, one upsert."""
+    by_id = {decision.pk: decision for decision in decisions}
+    rows = [
+        (
+            by_id[review.decision_id],
+            _row(
+                by_id[review.decision_id],
+                review,
+                via=ReviewAttention.Via.BULK,
+                seconds=None,
+                params_expanded=None,
+            ),
+        )
+        for review in _approving_reviews(decisions, reviewer).order_by("created_at", "pk")
+    ]
+    if rows:
+        _save(rows, reviewer=reviewer)
+    return [attention for _decision, attention in rows]

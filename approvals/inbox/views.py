@@ -347,15 +347,7 @@ def bulk_approve(request: HttpRequest) -> HttpResponse:
         result = services.decision_bulk_approve(
             decisions=[d for d in candidates if str(d.pk) in chosen], reviewer=request.user
         )
-        for approved in result.approved:
-            # Each approval counts (streaks, paths); bulk has no time on screen to measure.
-            attention.attention_record(
-                decision=approved,
-                reviewer=request.user,
-                token="",
-                params_expanded=None,
-                via=Via.BULK,
-            )
+        attention.attention_record_bulk(decisions=result.approved, reviewer=request.user)
         if result.approved:
             messages.success(request, f"Approved {len(result.approved)} decisions.")
         for decision, reason in result.skipped:
