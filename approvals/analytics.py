@@ -5,7 +5,7 @@ the screen shows signals to look into, never verdicts.
 """
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -45,6 +45,14 @@ class ReviewerRow:
     fast_high_risk: int = 0
     canaries_seen: int = 0
     canaries_caught: int = 0
+    # Approvals by path (ReviewAttention.via), and those with no time on screen measured
+    # (bulk approval, a forged or missing measurement, or none recorded).
+    via: Counter = field(default_factory=Counter)
+    unmeasured: int = 0
+
+    @property
+    def via_text(self) -> str:
+        return " · ".join(f"{path} {n}" for path, n in sorted(self.via.items()))
 
     @property
     def p50(self):
@@ -94,7 +102,10 @@ def reviewer_rows(*, since: datetime, fast_seconds: int) -> list[ReviewerRow]:
             row.rejections += 1
             streaks[review.reviewer_id] = 0
         attention = getattr(review, "attention", None)
+        if approving and (attention is None or attention.seconds_on_screen is None):
+            row.unmeasured += 1
         if attention is not None and approving:
+            row.via[attention.via] += 1
             if attention.seconds_on_screen is not None:
                 row.on_screen.append(attention.seconds_on_screen)
                 if decision.risk in HIGH_RISKS and attention.seconds_on_screen < fast_seconds:

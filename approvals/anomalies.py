@@ -219,7 +219,7 @@ def after_denial(*, agent: Agent, now: datetime) -> list[Signal]:
     for rule in rules_for(agent, kind="denial_burst"):
         window = parse_duration(rule["window"])
         denials = Decision.objects.filter(
-            agent=agent, status=Decision.Status.DENIED, created_at__gte=now - window
+            agent=agent, status=Decision.Status.DENIED, created_at__gte=now - window, canary=False
         ).count()
         if denials >= rule["threshold"]:
             signals.append(

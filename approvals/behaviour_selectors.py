@@ -192,7 +192,7 @@ def policy_dry_run(*, agent: Agent, policy_rules: list, days: int, limit: int = 
     candidate = BehaviourVersion(agent=agent, policy=policy_rules)
     since = timezone.now() - timedelta(days=days)
     decisions = (
-        Decision.objects.filter(agent=agent, created_at__gte=since)
+        Decision.objects.filter(agent=agent, created_at__gte=since, canary=False)
         .select_related("action_type")
         .order_by("-created_at")[:limit]
     )

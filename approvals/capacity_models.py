@@ -123,9 +123,18 @@ class Notification(models.Model):
 
 
 class ReviewAttention(models.Model):
-    """What the inbox measured while a reviewer looked at a decision (a signal only)."""
+    """What was measured while a reviewer looked at a decision they approved (a signal
+    only), and the way they approved it. One per approving review, whatever the path."""
+
+    class Via(models.TextChoices):
+        INBOX = "inbox", "Inbox"
+        PASSKEY = "passkey", "Inbox, signed with a passkey"
+        EDIT = "edit", "Edit and approve"
+        BULK = "bulk", "Bulk approval"
+        CHAT = "chat", "Chat link"
 
     review = models.OneToOneField(Review, on_delete=models.CASCADE, related_name="attention")
+    via = models.CharField(max_length=16, choices=Via.choices, default=Via.INBOX)
     seconds_on_screen = models.FloatField(null=True, blank=True)
     params_expanded = models.BooleanField(null=True, blank=True)
     params_long = models.BooleanField(default=False)

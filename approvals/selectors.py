@@ -308,7 +308,9 @@ def agent_record(*, decision: Decision, recent: int = 5) -> dict:
     )
     decided = counts["approved"] + counts["rejected"]
     history = list(
-        Decision.objects.filter(agent_id=decision.agent_id, action_type_id=decision.action_type_id)
+        Decision.objects.filter(
+            agent_id=decision.agent_id, action_type_id=decision.action_type_id, canary=False
+        )
         .exclude(pk=decision.pk)
         .order_by("-created_at")
         .only("id", "status", "summary", "created_at", "status_reason")[:recent]

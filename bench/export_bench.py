@@ -102,7 +102,7 @@ COPY (
         d.approved_params::text,
         to_char(d.decided_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
         to_char(d.released_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-        d.release_result::text, h.hash
+        d.release_result::text, d.canary, h.hash
     FROM approvals_decision d
     JOIN agents_agent a ON a.id = d.agent_id
     JOIN agents_actiontype t ON t.id = d.action_type_id

@@ -43,7 +43,9 @@ class ScopeRow:
 def _scope_rows(agent: Agent) -> list[ScopeRow]:
     grants = {g.action_type_id: g for g in agent.grants.all()}
     uses = dict(
-        Decision.objects.filter(agent=agent, created_at__gte=timezone.now() - USE_WINDOW)
+        Decision.objects.filter(
+            agent=agent, created_at__gte=timezone.now() - USE_WINDOW, canary=False
+        )
         .values("action_type")
         .annotate(n=Count("id"))
         .values_list("action_type", "n")

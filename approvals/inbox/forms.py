@@ -24,11 +24,25 @@ class ParamsHashField(forms.RegexField):
         super().__init__(r"^[0-9a-f]{64}\Z", max_length=64, widget=forms.HiddenInput, **kwargs)
 
 
+class ViewedField(forms.CharField):
+    """When the page was shown, signed (approvals.attention.viewed_token). Optional and
+    never a reason to refuse: a value too long to be a token is dropped, not an error."""
+
+    MAX = 500
+
+    def __init__(self, **kwargs):
+        super().__init__(required=False, widget=forms.HiddenInput, **kwargs)
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        return value if len(value) <= self.MAX else ""
+
+
 class ApproveForm(hostile.Form):
     params_hash = ParamsHashField()
     comment = forms.CharField(required=False, max_length=2000, widget=forms.Textarea)
     # Attention signals (approvals.attention): optional, and never a reason to refuse.
-    viewed = forms.CharField(required=False, max_length=500, widget=forms.HiddenInput)
+    viewed = ViewedField()
     params_expanded = forms.TypedChoiceField(
         required=False,
         choices=[("", ""), ("0", "0"), ("1", "1")],
@@ -97,6 +111,7 @@ class ParamsEditForm(hostile.Form):
         label="Comment for the agent", required=False, max_length=2000, widget=forms.Textarea
     )
     params_hash = ParamsHashField()
+    viewed = ViewedField()
 
     def __init__(self, *args, action_type, params: dict, **kwargs):
         self.action_type = action_type

@@ -4,6 +4,7 @@ from agents.models import Risk
 from aispm_site import hostile
 
 from ..models import NotificationPreference
+from .forms import ViewedField
 
 
 class SecretURLInput(forms.URLInput):
@@ -34,3 +35,4 @@ class PreferenceForm(hostile.Form):
 
 class ChatApproveForm(hostile.Form):
     comment = forms.CharField(required=False, max_length=2000, widget=forms.Textarea)
+    viewed = ViewedField()

@@ -8,8 +8,8 @@ from django.views.decorators.http import require_http_methods
 
 from aispm_site.roles import REVIEW_PERMISSION, permission_required
 
-from .. import notifications, selectors, services
-from ..models import Decision, Notification, NotificationPreference
+from .. import attention, notifications, selectors, services
+from ..models import Decision, Notification, NotificationPreference, ReviewAttention
 from ..notifications import links
 from ..notifications import messages as notification_messages
 from .notify_forms import ChatApproveForm, PreferenceForm
@@ -130,6 +130,13 @@ def chat_approve(request: HttpRequest, decision_id, token: str) -> HttpResponse:
         except (services.DecisionConflict, services.ReviewNotAllowed) as exc:
             messages.error(request, str(exc))
         else:
+            attention.attention_record(
+                decision=decision,
+                reviewer=request.user,
+                token=form.cleaned_data["viewed"],
+                params_expanded=None,  # the confirmation page shows the summary, not params
+                via=ReviewAttention.Via.CHAT,
+            )
             messages.success(request, f"Approved: {decision.summary}")
         return redirect(detail)
     item = notification_messages.item_for(decision)

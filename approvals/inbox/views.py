@@ -16,11 +16,12 @@ from django_htmx.http import push_url, reswap, retarget
 from aispm_site.roles import REVIEW_PERMISSION, permission_required
 
 from .. import attention, passkeys, selectors, services
-from ..models import Decision
+from ..models import Decision, ReviewAttention
 from ..templatetags.approvals_extras import readable_summary
 from .forms import ApproveForm, BulkApproveForm, ParamsEditForm, RejectForm
 
 review_required = permission_required(REVIEW_PERMISSION)
+Via = ReviewAttention.Via
 
 
 def _is_uuid(value: str) -> bool:
@@ -228,6 +229,7 @@ def decision_approve(request: HttpRequest, decision_id) -> HttpResponse:
             reviewer=request.user,
             token=form.cleaned_data["viewed"],
             params_expanded=form.cleaned_data["params_expanded"],
+            via=Via.PASSKEY if passkeys.step_up_required(decision) else Via.INBOX,
         )
         messages.success(request, f"Approved: {readable_summary(decision)}")
 
@@ -299,6 +301,14 @@ def decision_edit(request: HttpRequest, decision_id) -> HttpResponse:
             approved_params=form.cleaned_data["params"],
             expected_params_hash=form.cleaned_data["params_hash"],
         )
+        # The edit form shows every value in full, so long params were open.
+        attention.attention_record(
+            decision=decision,
+            reviewer=request.user,
+            token=form.cleaned_data["viewed"],
+            params_expanded=True,
+            via=Via.EDIT,
+        )
         if edited.is_pending:
             messages.info(
                 request,
@@ -337,6 +347,7 @@ def bulk_approve(request: HttpRequest) -> HttpResponse:
         result = services.decision_bulk_approve(
             decisions=[d for d in candidates if str(d.pk) in chosen], reviewer=request.user
         )
+        attention.attention_record_bulk(decisions=result.approved, reviewer=request.user)
         if result.approved:
             messages.success(request, f"Approved {len(result.approved)} decisions.")
         for decision, reason in result.skipped:

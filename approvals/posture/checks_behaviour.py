@@ -50,7 +50,7 @@ def rejection_rate(now: datetime) -> list[Hit]:
     minimum = setting("AISPM_POSTURE_REJECTION_MIN_REVIEWS")
     rows = (
         Decision.objects.filter(decided_at__gte=now - WEEK, approval__in=["human", ""])
-        .filter(policy_outcome="review")
+        .filter(policy_outcome="review", canary=False)
         .values("agent")
         .annotate(
             rejected=Count("id", filter=Q(status=Decision.Status.REJECTED)),
@@ -95,7 +95,7 @@ def feedback_unread(now: datetime) -> list[Hit]:
     hits = []
     for agent in Agent.objects.filter(status=Agent.Status.ACTIVE):
         since = last_call.get(agent.pk)
-        reviews = Review.objects.filter(decision__agent=agent)
+        reviews = Review.objects.filter(decision__agent=agent, decision__canary=False)
         if since is not None:
             reviews = reviews.filter(created_at__gt=since)
         oldest = reviews.aggregate(at=Min("created_at"))["at"]

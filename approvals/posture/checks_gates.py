@@ -38,7 +38,7 @@ def allow_always_true(now: datetime) -> list[Hit]:
         if not allow_rules:
             continue
         counts = (
-            Decision.objects.filter(agent=agent, created_at__gte=since)
+            Decision.objects.filter(agent=agent, created_at__gte=since, canary=False)
             .values("action_type__key", "action_type__irreversible")
             .annotate(
                 allowed=Count("id", filter=Q(approval=Decision.Approval.AUTO)),
@@ -146,6 +146,7 @@ def queue_expiring(now: datetime) -> list[Hit]:
             policy_outcome="review",
             status__in=FINISHED,
             expires_at__isnull=False,
+            canary=False,
         )
         .exclude(status=Decision.Status.REJECTED, decided_at__isnull=True)
         .values_list(

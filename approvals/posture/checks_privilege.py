@@ -36,7 +36,7 @@ def _live_grants():
 
 def _used(now: datetime) -> set[tuple]:
     return set(
-        Decision.objects.filter(created_at__gte=now - WINDOW)
+        Decision.objects.filter(created_at__gte=now - WINDOW, canary=False)
         .values_list("agent_id", "action_type_id")
         .distinct()
     )
@@ -103,7 +103,7 @@ def grant_unconstrained(now: datetime) -> list[Hit]:
 def hourly_peaks(now: datetime) -> dict[tuple, tuple[int, int]]:
     """(busiest hour, total) per agent × action over WINDOW."""
     hourly = (
-        Decision.objects.filter(created_at__gte=now - WINDOW)
+        Decision.objects.filter(created_at__gte=now - WINDOW, canary=False)
         .annotate(hour=TruncHour("created_at"))
         .values("agent_id", "action_type_id", "hour")
         .annotate(n=Count("id"))

@@ -19,6 +19,7 @@ from .evidence import last_verification, latest_checkpoint
 from .scoring import SEVERITY_ORDER
 
 MAX_DAYS = 366 * 5
+CANARY_FIGURE = "Canary decisions (reviewer tests, not counted above)"
 
 
 def day_start(day: date) -> datetime:
@@ -61,7 +62,7 @@ def _hours(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _prevent(decisions, start, end) -> Section:
+def _prevent(decisions, canaries: int) -> Section:
     outcomes = dict(decisions.values_list("policy_outcome").annotate(n=Count("id")))
     statuses = dict(decisions.values_list("status").annotate(n=Count("id")))
     auto = decisions.filter(approval=Decision.Approval.AUTO).count()
@@ -95,6 +96,12 @@ def _prevent(decisions, start, end) -> Section:
             f"In this period {total} decisions were made: {human} by human reviewers, "
             f"{auto} allowed by policy, {outcomes.get('deny', 0)} denied by policy, and "
             f"{expired} expired unreviewed and were never released."
+            + (
+                f" {canaries} canary decisions tested reviewers' attention; they are not "
+                "counted above, and no canary is ever released."
+                if canaries
+                else ""
+            )
         ),
         figures=[
             (
@@ -111,6 +118,7 @@ def _prevent(decisions, start, end) -> Section:
             ("Two-person decisions", two_person),
             ("Expired unreviewed", expired),
             ("Median time to decision", _hours(median(waits) if waits else None)),
+            (CANARY_FIGURE, canaries),
         ],
         table_head=["Status", "Decisions"],
         table=[[label, statuses.get(value, 0)] for value, label in Decision.Status.choices],
@@ -215,7 +223,7 @@ def rejection_trend(start: datetime, end: datetime) -> list[tuple[date, int, int
     while cursor < end:
         stop = min(cursor + step, end)
         reviewed = Decision.objects.filter(
-            policy_outcome="review", decided_at__gte=cursor, decided_at__lt=stop
+            policy_outcome="review", decided_at__gte=cursor, decided_at__lt=stop, canary=False
         ).filter(Q(approval=Decision.Approval.HUMAN) | Q(status=Decision.Status.REJECTED))
         buckets.append(
             (
@@ -233,7 +241,9 @@ def _update(start, end) -> Section:
     versions = BehaviourVersion.objects.filter(created_at__gte=start, created_at__lt=end).count()
     activations = events.filter(event="behaviour_version.activated").count()
     rollbacks = events.filter(event="behaviour_version.rolled_back").count()
-    feedback = Review.objects.filter(created_at__gte=start, created_at__lt=end)
+    feedback = Review.objects.filter(
+        created_at__gte=start, created_at__lt=end, decision__canary=False
+    )
     with_words = feedback.filter(~Q(comment="") | Q(params_after__isnull=False)).count()
     trend = rejection_trend(start, end)
     return Section(
@@ -269,7 +279,10 @@ def _update(start, end) -> Section:
 
 def posture_report(*, date_from: date, date_to: date, now: datetime) -> Report:
     start, end = period_bounds(date_from, date_to)
-    decisions = Decision.objects.filter(created_at__gte=start, created_at__lt=end)
+    period = Decision.objects.filter(created_at__gte=start, created_at__lt=end)
+    # Canaries test reviewers, not agents: no agent figure counts them; one figure does.
+    decisions = period.filter(canary=False)
+    canaries = period.filter(canary=True).count()
     head = chain_head()
     findings = sorted(
         Finding.objects.filter(status=Finding.Status.OPEN).select_related("agent"),
@@ -280,7 +293,7 @@ def posture_report(*, date_from: date, date_to: date, now: datetime) -> Report:
         date_to=date_to,
         generated_at=now,
         sections=[
-            _prevent(decisions, start, end),
+            _prevent(decisions, canaries),
             _audit(start, end, head),
             _compromise(start, end),
             _update(start, end),

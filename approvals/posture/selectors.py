@@ -67,7 +67,7 @@ def control_matrix(*, findings: list[Finding], now: datetime) -> list[MatrixRow]
         .values_list("agent", "n")
     )
     feedback = dict(
-        Review.objects.filter(created_at__gte=now - WINDOW)
+        Review.objects.filter(created_at__gte=now - WINDOW, decision__canary=False)
         .values("decision__agent")
         .annotate(n=Count("id"))
         .values_list("decision__agent", "n")

@@ -54,6 +54,9 @@ CSV_COLUMNS = [
     "decided_at",
     "released_at",
     "release_result",
+    # A synthetic decision that tests reviewers (issue 17): never released, and left out
+    # of the posture report's agent figures, which count the rows where this is false.
+    "canary",
     "audit_hash",
 ]
 # A spreadsheet runs a cell that starts with one of these as a formula (or DDE).
@@ -141,6 +144,7 @@ def csv_parts(filters: TrailFilters) -> Iterator[tuple[bytes, int]]:
             decided_at,
             released_at,
             release_result,
+            canary,
         ) in chunk.rows:
             decision_reviews = reviews.get(pk, ())
             decision_id = str(pk)
@@ -171,6 +175,7 @@ def csv_parts(filters: TrailFilters) -> Iterator[tuple[bytes, int]]:
                 utc_iso(decided_at),
                 utc_iso(released_at),
                 compact_json_text(release_result),
+                "true" if canary else "false",
                 hashes.get(decision_id, ""),
             )
             writer.writerow([neutralise(cell) for cell in cells])

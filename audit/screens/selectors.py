@@ -282,6 +282,7 @@ EXPORT_FIELDS = [
     "decided_at",
     "released_at",
     "release_result_json",
+    "canary",
 ]
 # JSON columns are read as the database's JSON text: the export re-spaces that text
 # instead of decoding and re-encoding every document.

@@ -13,6 +13,7 @@ from pypdf import PdfReader
 
 from approvals.models import Decision, Finding, Review
 from approvals.posture import posture_run
+from approvals.posture.report import CANARY_FIGURE
 from audit.models import AuditEvent
 from tests.factories import (
     ActionTypeFactory,
@@ -219,13 +220,18 @@ def test_the_reports_figures_agree_with_the_csv_export_for_the_same_period(clien
         Decision.objects.filter(pk=decision.pk).update(approval="human", required_approvals=2)
         Review.objects.create(decision=decision, reviewer=first, verdict="approve")
         Review.objects.create(decision=decision, reviewer=second, verdict="approve")
+    # Canaries test reviewers, not the agent: the CSV marks them, the report counts them
+    # apart and leaves them out of every other figure.
+    for status in ("pending", "rejected", "blocked"):
+        DecisionFactory(agent=agent, action_type=action, status=status, canary=True)
     # Outside the period: neither the CSV nor the report counts them.
     DecisionFactory(agent=agent, action_type=action, created_at=now - timedelta(days=40))
     DecisionFactory(agent=agent, action_type=action, created_at=now + timedelta(days=2))
 
     client.force_login(UserFactory(is_superuser=True))
     period = {"from": str(now.date() - timedelta(days=6)), "to": str(now.date())}
-    rows = csv_rows(client, period)
+    every_row = csv_rows(client, period)
+    rows = [row for row in every_row if row["canary"] == "false"]
     html = client.get(REPORT, period).content.decode()
 
     def figure(label: str) -> int:
@@ -244,6 +250,7 @@ def test_the_reports_figures_agree_with_the_csv_export_for_the_same_period(clien
     assert figure("Expired unreviewed") == statuses["expired"]
     assert figure("Rejected by reviewers") == statuses["rejected"]
     assert figure("Two-person decisions") == two_person == 2
+    assert figure(CANARY_FIGURE) == len(every_row) - len(rows) == 3
     for value, label in Decision.Status.choices:
         assert f"<td>{label}</td><td>{statuses[value]}</td>" in html
 

@@ -10,6 +10,7 @@ import pytest
 
 from agents.services import agent_key_issue, behaviour_version_activate, behaviour_version_create
 from approvals.models import Decision
+from approvals.notifications import links
 from approvals.services import decision_approve, decision_create
 from tests.browser.conftest import axe_violations, horizontal_overflow, overflowing_elements
 from tests.factories import (
@@ -125,6 +126,7 @@ def pages_for(role: str, estate) -> list[str]:
             f"/audit/decisions/{pending}/",
             "/audit/verification/",
             "/posture/",
+            "/analytics/reviewers/",
         ]
     return ["/", "/security/global-stop/"]
 
@@ -145,7 +147,9 @@ def test_every_page_passes_axe_and_fits_every_width(page, login, recorded, estat
     page.set_viewport_size({"width": 1280, "height": 800})
     login(page, user.username, next="/")
     problems = []
-    for url in pages_for(role, estate):
+    # A chat message's Approve link opens a confirmation page (signed, so built here).
+    chat = [links.approve_path(estate["pending"])] if role == "reviewer" else []
+    for url in pages_for(role, estate) + chat:
         for width in WIDTHS:
             page.set_viewport_size({"width": width, "height": 800})
             response = page.goto(url)

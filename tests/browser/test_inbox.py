@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import expect
 
 from agents.models import ActionType, Agent
-from approvals.models import Decision, Review
+from approvals.models import Decision, Review, ReviewAttention
 from approvals.services import decision_create
 from audit.models import AuditEvent
 from tests.factories import (
@@ -233,6 +233,10 @@ def test_a_reviewer_triages_the_inbox_with_the_keyboard(page, login, recorded, g
     }
     edited = by_rita.get(event="decision.review_added", target_id=str(third.pk)).data
     assert edited["verdict"] == Review.Verdict.EDIT_APPROVE
+    # Both approvals kept their attention: the plain one and the edit, each timed.
+    for approved, via in ((first, "inbox"), (third, "edit")):
+        attention = ReviewAttention.objects.get(review__decision=approved)
+        assert attention.via == via and attention.seconds_on_screen is not None
     assert edited["params_after"] == third.approved_params
     assert by_rita.count() == 5
 
@@ -391,6 +395,9 @@ def test_routine_decisions_are_bulk_approved_after_a_confirmation(
     for decision in (met, emailed):
         assert decision.decided_by == rita
         assert [r.verdict for r in decision.reviews.all()] == [Review.Verdict.APPROVE]
+        # Each bulk approval counts for attention; no time on screen is measured for it.
+        attention = ReviewAttention.objects.get(review__decision=decision)
+        assert (attention.via, attention.seconds_on_screen) == ("bulk", None)
         assert events_for(decision) == [
             "decision.submitted",
             "decision.review_added",

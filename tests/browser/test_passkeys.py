@@ -7,7 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from playwright.sync_api import expect
 
-from approvals.models import Decision, Passkey, Review, ReviewSignature
+from approvals.models import Decision, Passkey, Review, ReviewAttention, ReviewSignature
 from approvals.services import decision_create
 from audit.models import AuditEvent
 from tests.factories import (
@@ -122,6 +122,10 @@ def test_a_reviewer_registers_a_passkey_signs_an_approval_and_tampering_is_caugh
     assert event.data["signature"]["signature"] == signature.signature
     out, err = verify_approvals()
     assert "signed approvals verified: 1" in out, err
+    # The step-up form carries the page's render time: the approval's attention is kept.
+    attention = ReviewAttention.objects.get(review__decision=decision)
+    assert attention.via == ReviewAttention.Via.PASSKEY
+    assert attention.seconds_on_screen is not None and attention.seconds_on_screen >= 0
 
     # Someone with the database rewrites what was approved.
     Decision.objects.filter(pk=decision.pk).update(

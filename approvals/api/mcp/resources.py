@@ -62,7 +62,7 @@ def feedback(key) -> dict:
     """The most recent feedback, oldest first, with the cursor GET /api/v1/feedback/ takes."""
     close_old_connections()
     recent = (
-        Review.objects.filter(decision__agent=key.agent)
+        Review.objects.filter(decision__agent=key.agent, decision__canary=False)
         .select_related("reviewer", "decision__action_type")
         .order_by("-txid", "-pk")[:FEEDBACK_ITEMS]
     )

@@ -270,7 +270,13 @@ def test_approve_without_htmx_redirects_and_audits(client, world, rita):
     assert decision.status == Decision.Status.APPROVED
     assert decision.decided_by == rita
     events = AuditEvent.objects.filter(target_id=str(decision.pk)).values_list("event", flat=True)
-    assert list(events) == ["decision.submitted", "decision.review_added", "decision.approved"]
+    # Every approval records its attention row (here: from the inbox, nothing measured).
+    assert list(events) == [
+        "decision.submitted",
+        "decision.review_added",
+        "decision.approved",
+        "review.attention_recorded",
+    ]
 
 
 def test_a_flash_message_shows_once_on_the_full_page(client, world, rita):

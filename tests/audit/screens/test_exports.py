@@ -54,6 +54,7 @@ HEADER = [
     "decided_at",
     "released_at",
     "release_result",
+    "canary",
     "audit_hash",
 ]
 POLICY = [
@@ -231,6 +232,7 @@ def test_the_csv_has_the_exact_header_and_one_row_per_decision(client, world, au
         "decided_at": "2026-11-26T10:07:30.000005Z",
         "released_at": "2026-11-26T10:08:00.000000Z",
         "release_result": row["release_result"],
+        "canary": "false",
         "audit_hash": last_event.hash,
     }
     assert "Bulk email needs two approvers" in row["policy_explanation"]
