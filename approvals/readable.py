@@ -31,10 +31,11 @@ def reader_language() -> str:
     return getattr(request, "reader_language", None) or translation.get_language() or "en-us"
 
 
-def reader_locale() -> Locale:
-    """The reader's locale, English when babel does not know the language."""
+def reader_locale(language: str | None = None) -> Locale:
+    """The locale of `language` (by default the reader's), English when babel does not
+    know it."""
     try:
-        return Locale.parse(translation.to_locale(reader_language()))
+        return Locale.parse(translation.to_locale(language or reader_language()))
     except (UnknownLocaleError, ValueError, TypeError):
         return Locale.parse("en_US")
 
@@ -57,9 +58,9 @@ def currency_of(params) -> str | None:
     return None
 
 
-def readable_number(value, *, currency: str | None = None) -> str:
+def readable_number(value, *, currency: str | None = None, language: str | None = None) -> str:
     """12500.0 as "12,500" (or "€12,500.00" with a currency) in the reader's locale."""
-    locale = reader_locale()
+    locale = reader_locale(language)
     try:
         number = Decimal(str(value))
     except (InvalidOperation, ValueError):
@@ -77,7 +78,7 @@ def money_currency(name, value, params) -> str | None:
     return None
 
 
-def readable_summary(decision) -> str:
+def readable_summary(decision, *, language: str | None = None) -> str:
     """The decision's one-line summary with its money written for the reader.
 
     Rebuilt from the action's summary template and the params shown (the edited ones
@@ -85,7 +86,8 @@ def readable_summary(decision) -> str:
     money field followed by its currency field becomes one "€12,500.00". The stored
     summary is shown as it is when there is no template, or when the template no
     longer yields it (the action type's template changed since): the words people
-    read are then the ones that were recorded.
+    read are then the ones that were recorded. `language` overrides the reader's, for
+    text that goes to someone else (a notification).
     """
     stored = decision.summary or decision.action_type.key
     template_text = getattr(decision.action_type, "summary_template", "") or ""
@@ -113,7 +115,7 @@ def readable_summary(decision) -> str:
         value = params[field]
         currency = money_currency(field, value, params)
         if currency:
-            out.append(readable_number(value, currency=currency))
+            out.append(readable_number(value, currency=currency, language=language))
             money_shown = True
         else:
             # Other values as the agent sent them: an exact count or id stays exact.

@@ -2,7 +2,8 @@
 
 The summary is the action type's canonical one-liner, but its values come from the
 agent's params, so it is hostile. People read it with its money formatted
-(approvals.readable); the JSON payload, for machines, carries the stored summary.
+(approvals.readable) in the default locale, since a message does not know its reader's;
+the JSON payload, for machines, carries the stored summary.
 Either way it is hostile: control and invisible characters are shown as marked
 code points, and each chat format gets its own escaping. Nothing here is ever markup
 from the agent.
@@ -58,7 +59,8 @@ def item_for(decision: Decision) -> Item:
         action=decision.action_type.key,
         agent=decision.agent.slug,
         summary=plain(decision.summary or decision.action_type.key),
-        readable=plain(readable_summary(decision)),
+        # Written for whoever receives it, not for the request that happens to send it.
+        readable=plain(readable_summary(decision, language=settings.LANGUAGE_CODE)),
         risk=decision.risk,
         expires_at=decision.expires_at,
         url=public_url(reverse("approvals:detail", args=[decision.pk])),

@@ -241,3 +241,11 @@ def test_hostile_text_in_a_formatted_row_stays_escaped(client, world, hostile):
     row = [text for text in _row_text(page.encode()) if text.startswith("Pay €1.00")]
     assert len(row) == 1 and "\r" not in row[0] and "\n" not in row[0]
     assert readable_summary(decision).startswith("Pay €1.00 to ")
+
+
+def test_a_message_is_written_for_its_recipient_not_for_the_request_sending_it(client, world):
+    client.force_login(reviewer())
+    page = client.get("/inbox/profile/", HTTP_ACCEPT_LANGUAGE="de").content.decode()
+    preview = page[page.index('id="preview-title"') :]
+    assert ENGLISH in preview
+    assert "4.800,00" not in preview
