@@ -9,12 +9,13 @@ from . import roles
 class Workspace:
     label: str
     url_name: str
-    permission: str
+    permission: str | tuple[str, ...]
     description: str
 
 
-# A workspace shows only to users holding its permission. Its link appears once
-# its screen exists, that is once its URL name reverses.
+# A workspace shows only to users holding its permission (any one of them, for a
+# tuple: the same test as its view's). Its link appears once its screen exists, that
+# is once its URL name reverses.
 WORKSPACES = [
     Workspace(
         "Inbox",
@@ -40,6 +41,12 @@ WORKSPACES = [
         roles.AUDIT_PERMISSION,
         "Search decision trails, verify the hash chain and export CSV.",
     ),
+    Workspace(
+        "Posture",
+        "posture:page",
+        roles.POSTURE_PERMISSIONS,
+        "Scores for the four questions, open findings and the report to export.",
+    ),
 ]
 
 ADMIN = Workspace(
@@ -58,7 +65,7 @@ def workspaces_for(user) -> list[dict]:
     """Every workspace the user may use, with `url` None while its screen is missing."""
     if user is None or not user.is_authenticated:
         return []
-    allowed = [w for w in WORKSPACES if user.has_perm(w.permission)]
+    allowed = [w for w in WORKSPACES if roles.has_any_perm(user, w.permission)]
     if user.is_staff:
         allowed.append(ADMIN)
     return [

@@ -8,6 +8,8 @@ from django.core.handlers.base import BaseHandler
 from django.core.handlers.exception import convert_exception_to_response
 from django.core.signals import request_finished
 from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.middleware.locale import LocaleMiddleware
+from django.utils import translation
 from django.utils.module_loading import import_string
 
 from .hostile import text_problem
@@ -123,6 +125,25 @@ class ApiFastPathMiddleware:
         if request.path_info.startswith(self.prefix):
             return self.api_chain(request)
         return self.get_response(request)
+
+
+class ReaderLocaleMiddleware(LocaleMiddleware):
+    """Django's LocaleMiddleware, choosing among LANGUAGES from Accept-Language (or the
+    language cookie) the locale that money and numbers are written in.
+
+    aispm has no translations, so the interface stays in English: the chosen language is
+    kept as `request.reader_language` for approvals.readable, and English is activated
+    again. Otherwise Django's own catalogues would mix German into English pages (form
+    errors, "timesince") and its number localisation would put decimal commas into
+    numbers that templates write into HTML and SVG attributes. The response still varies
+    on Accept-Language, as LocaleMiddleware marks it.
+    """
+
+    def process_request(self, request):
+        super().process_request(request)
+        request.reader_language = request.LANGUAGE_CODE
+        translation.activate(settings.LANGUAGE_CODE)
+        request.LANGUAGE_CODE = translation.get_language()
 
 
 class _ApiHandler(BaseHandler):

@@ -13,6 +13,13 @@ AUDITORS = "Auditors"
 REVIEW_PERMISSION = "approvals.review_decision"
 MANAGE_AGENTS_PERMISSION = "agents.manage_agents"
 AUDIT_PERMISSION = "audit.export_auditevent"
+# The posture page and report answer to agent admins and auditors alike.
+POSTURE_PERMISSIONS = (MANAGE_AGENTS_PERMISSION, AUDIT_PERMISSION)
+
+
+def has_any_perm(user, perms: str | tuple[str, ...]) -> bool:
+    """Whether the user holds `perms` (one permission) or any of them (a tuple)."""
+    return any(user.has_perm(perm) for perm in ((perms,) if isinstance(perms, str) else perms))
 
 
 def permission_required(perm: str):

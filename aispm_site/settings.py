@@ -79,6 +79,8 @@ MIDDLEWARE = [
     "aispm_site.middleware.ApiFastPathMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # After sessions and before CommonMiddleware, where Django puts LocaleMiddleware.
+    "aispm_site.middleware.ReaderLocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -179,6 +181,17 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
+# The locales a browser's Accept-Language may pick for writing money and numbers
+# (ReaderLocaleMiddleware); the interface itself is in English only.
+LANGUAGES = [
+    ("en", "English"),
+    ("en-gb", "English (UK)"),
+    ("de", "German"),
+    ("fr", "French"),
+    ("es", "Spanish"),
+    ("it", "Italian"),
+    ("nl", "Dutch"),
+]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

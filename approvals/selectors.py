@@ -312,8 +312,19 @@ def agent_record(*, decision: Decision, recent: int = 5) -> dict:
             agent_id=decision.agent_id, action_type_id=decision.action_type_id, canary=False
         )
         .exclude(pk=decision.pk)
+        .select_related("action_type")
         .order_by("-created_at")
-        .only("id", "status", "summary", "created_at", "status_reason")[:recent]
+        .only(
+            "id",
+            "status",
+            "summary",
+            "params",
+            "approved_params",
+            "created_at",
+            "status_reason",
+            "action_type__key",
+            "action_type__summary_template",
+        )[:recent]
     )
     return {
         "approved": counts["approved"],

@@ -12,6 +12,7 @@ from .. import attention, notifications, selectors, services
 from ..models import Decision, Notification, NotificationPreference, ReviewAttention
 from ..notifications import links
 from ..notifications import messages as notification_messages
+from ..readable import readable_summary
 from .notify_forms import ChatApproveForm, PreferenceForm
 
 review_required = permission_required(REVIEW_PERMISSION)
@@ -137,7 +138,7 @@ def chat_approve(request: HttpRequest, decision_id, token: str) -> HttpResponse:
                 params_expanded=None,  # the confirmation page shows the summary, not params
                 via=ReviewAttention.Via.CHAT,
             )
-            messages.success(request, f"Approved: {decision.summary}")
+            messages.success(request, f"Approved: {readable_summary(decision)}")
         return redirect(detail)
     item = notification_messages.item_for(decision)
     context = {"decision": decision, "item": item, "form": form, "detail_url": detail}

@@ -17,7 +17,7 @@ from aispm_site.roles import REVIEW_PERMISSION, permission_required
 
 from .. import attention, passkeys, selectors, services
 from ..models import Decision, ReviewAttention
-from ..templatetags.approvals_extras import readable_summary
+from ..readable import readable_summary
 from .forms import ApproveForm, BulkApproveForm, ParamsEditForm, RejectForm
 
 review_required = permission_required(REVIEW_PERMISSION)
@@ -312,12 +312,12 @@ def decision_edit(request: HttpRequest, decision_id) -> HttpResponse:
         if edited.is_pending:
             messages.info(
                 request,
-                f"Edited: {decision.summary}. The edited params need "
+                f"Edited: {readable_summary(edited)}. The edited params need "
                 f"{edited.required_approvals} approvals ({edited.get_risk_display()} risk); "
                 "yours counts as one.",
             )
         else:
-            messages.success(request, f"Edited and approved: {decision.summary}")
+            messages.success(request, f"Edited and approved: {readable_summary(edited)}")
 
     try:
         return _act(request, decision, edit_and_approve)
@@ -351,7 +351,7 @@ def bulk_approve(request: HttpRequest) -> HttpResponse:
         if result.approved:
             messages.success(request, f"Approved {len(result.approved)} decisions.")
         for decision, reason in result.skipped:
-            messages.warning(request, f"Skipped {decision.summary}: {reason}")
+            messages.warning(request, f"Skipped {readable_summary(decision)}: {reason}")
     if not request.htmx:
         return redirect(_inbox_url(filters))
     response = render(

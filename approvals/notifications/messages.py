@@ -1,7 +1,10 @@
 """What a notification says, per channel. Agent-written text is escaped for each format.
 
 The summary is the action type's canonical one-liner, but its values come from the
-agent's params, so it is hostile: control and invisible characters are shown as marked
+agent's params, so it is hostile. People read it with its money formatted
+(approvals.readable) in the default locale, since a message does not know its reader's;
+the JSON payload, for machines, carries the stored summary.
+Either way it is hostile: control and invisible characters are shown as marked
 code points, and each chat format gets its own escaping. Nothing here is ever markup
 from the agent.
 """
@@ -15,6 +18,7 @@ from django.urls import reverse
 
 from ..invisible import INVISIBLE, marker
 from ..models import Decision
+from ..readable import readable_summary
 from . import links
 
 SUMMARY_CHARS = 300
@@ -42,6 +46,7 @@ class Item:
     action: str
     agent: str
     summary: str
+    readable: str
     risk: str
     expires_at: datetime | None
     url: str
@@ -54,6 +59,8 @@ def item_for(decision: Decision) -> Item:
         action=decision.action_type.key,
         agent=decision.agent.slug,
         summary=plain(decision.summary or decision.action_type.key),
+        # Written for whoever receives it, not for the request that happens to send it.
+        readable=plain(readable_summary(decision, language=settings.LANGUAGE_CODE)),
         risk=decision.risk,
         expires_at=decision.expires_at,
         url=public_url(reverse("approvals:detail", args=[decision.pk])),
@@ -81,7 +88,7 @@ def email_body(items: list[Item], kind: str) -> str:
     lines = [title(items, kind), ""]
     for item in items:
         lines += [
-            f"{item.summary}",
+            f"{item.readable}",
             f"  risk: {item.risk}; expires: {_expiry(item)}",
             f"  open: {item.url}",
             "",
@@ -107,7 +114,7 @@ def slack_payload(items: list[Item], kind: str) -> dict:
         blocks.append(
             {
                 "type": "section",
-                "text": {"type": "plain_text", "text": _slack(item.summary), "emoji": False},
+                "text": {"type": "plain_text", "text": _slack(item.readable), "emoji": False},
                 "fields": [
                     {"type": "plain_text", "text": f"Risk: {item.risk}"},
                     {"type": "plain_text", "text": f"Expires: {_expiry(item)}"},
@@ -147,7 +154,7 @@ def teams_payload(items: list[Item], kind: str) -> dict:
     ]
     actions: list[dict] = []
     for item in items[:10]:
-        body.append({"type": "TextBlock", "text": _md(item.summary), "wrap": True})
+        body.append({"type": "TextBlock", "text": _md(item.readable), "wrap": True})
         body.append(
             {
                 "type": "FactSet",

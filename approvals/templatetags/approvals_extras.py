@@ -1,16 +1,12 @@
 import json
 import math
 import re
-from decimal import Decimal, InvalidOperation
-from string import Formatter
 
-from babel import Locale, UnknownLocaleError
-from babel.numbers import format_currency, format_decimal, is_currency
 from django import template
-from django.utils import translation
 from django.utils.html import conditional_escape, format_html, format_html_join
 
 from approvals.invisible import INVISIBLE, char_name, contains_invisible, marker
+from approvals.readable import is_number, money_currency, readable_number, readable_summary
 
 register = template.Library()
 
@@ -123,59 +119,10 @@ ACRONYMS = frozenset(
         "vat",
     ]
 )
-# Number fields read as an amount of money when the params also name a currency.
-MONEY_FIELDS = frozenset({"amount", "total", "price", "sum", "value", "fee", "cost"})
-CURRENCY_FIELDS = ("currency", "currency_code")
 _WORD = re.compile(r"[A-Za-z0-9]+")
 # Only plain names are reworded; anything else (an agent's hostile key with hidden or
 # direction-changing characters) is shown as it is, for `reveal` to mark.
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_ -]{1,100}$")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _locale() -> Locale:
-    """The reader's locale: Django's active language, English when babel does not know it."""
-    try:
-        return Locale.parse(translation.to_locale(translation.get_language() or "en-us"))
-    except (UnknownLocaleError, ValueError, TypeError):
-        return Locale.parse("en_US")
-
-
-def _is_number(value) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    return math.isfinite(value) and abs(value) < 10**15
-
-
-def _currency(params) -> str | None:
-    if not isinstance(params, dict):
-        return None
-    for name in CURRENCY_FIELDS:
-        code = params.get(name)
-        if isinstance(code, str) and len(code) == 3 and code.isalpha():
-            code = code.upper()
-            if is_currency(code):
-                return code
-    return None
-
-
-def readable_number(value, *, currency: str | None = None) -> str:
-    """12500.0 as "12,500" (or "€12,500.00" with a currency) in the reader's locale."""
-    locale = _locale()
-    try:
-        number = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return str(value)
-    if currency:
-        return format_currency(number, currency, locale=locale)
-    return format_decimal(number, locale=locale, decimal_quantization=False)
-
-
-def _money_field(name, value, params) -> str | None:
-    currency = _currency(params)
-    if currency and str(name).lower() in MONEY_FIELDS and _is_number(value):
-        return currency
-    return None
 
 
 @register.filter
@@ -186,7 +133,7 @@ def readable_params(value) -> list[tuple[str, str]]:
         return params_items(value)
     items = []
     for key, item in value.items():
-        currency = _money_field(key, item, value)
+        currency = money_currency(key, item, value)
         text = readable_number(item, currency=currency) if currency else _display(item)
         items.append((str(key), text))
     return items
@@ -212,51 +159,13 @@ def field_label(name, schema=None) -> str:
     return " ".join(shown)
 
 
-@register.filter
-def readable_summary(decision) -> str:
-    """The decision's one-line summary with its numbers and money written for the reader.
-
-    Rebuilt from the action's summary template and the params shown, the same way as
-    agents.summary.render_summary; a money field followed by its currency field becomes
-    one "€12,500.00". Falls back to the stored summary when there is no template.
-    """
-    template_text = getattr(decision.action_type, "summary_template", "") or ""
-    params = decision.approved_params if decision.approved_params is not None else decision.params
-    if not template_text or not isinstance(params, dict):
-        return decision.summary or decision.action_type.key
-    from agents.summary import _flatten
-
-    try:
-        parsed = list(Formatter().parse(template_text))
-    except ValueError:
-        return decision.summary or decision.action_type.key
-    out, money_shown = [], False
-    for literal, field, _spec, _conv in parsed:
-        if field in CURRENCY_FIELDS and money_shown and not literal.strip():
-            money_shown = False
-            continue
-        out.append(literal)
-        money_shown = False
-        if field is None:
-            continue
-        if not (_NAME.match(field) and field in params):
-            out.append("{" + field + "}")
-            continue
-        value = params[field]
-        currency = _money_field(field, value, params)
-        if currency:
-            out.append(readable_number(value, currency=currency))
-            money_shown = True
-        else:
-            # Other values as the agent sent them: an exact count or id stays exact.
-            out.append(_flatten(value))
-    return "".join(out)
+register.filter("readable_summary", readable_summary)
 
 
 @register.filter
 def number(value) -> str:
     """A count or amount written for the reader's locale: 10000 as "10,000"."""
-    if not _is_number(value):
+    if not is_number(value):
         return "" if value is None else str(value)
     return readable_number(value)
 

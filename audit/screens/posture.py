@@ -10,7 +10,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from aispm_site.roles import AUDIT_PERMISSION, MANAGE_AGENTS_PERMISSION
+from aispm_site.roles import POSTURE_PERMISSIONS, has_any_perm
 from approvals.models import Finding
 from approvals.posture import all_checks, scoring
 from approvals.posture import selectors as posture_selectors
@@ -28,8 +28,7 @@ def posture_required(view):
     @wraps(view)
     @login_required
     def wrapped(request, *args, **kwargs):
-        user = request.user
-        if not (user.has_perm(MANAGE_AGENTS_PERMISSION) or user.has_perm(AUDIT_PERMISSION)):
+        if not has_any_perm(request.user, POSTURE_PERMISSIONS):
             raise PermissionDenied
         return view(request, *args, **kwargs)
 

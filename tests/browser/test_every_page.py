@@ -207,3 +207,17 @@ def test_a_long_address_wraps_inside_the_inbox_list_at_1280(page, login, estate)
     assert table["x"] + table["width"] <= listing["x"] + listing["width"] + 0.5
     assert listing["x"] + listing["width"] <= detail["x"]
     assert expires["x"] + expires["width"] <= listing["x"] + listing["width"] + 0.5
+
+
+def test_on_a_phone_every_navigation_link_is_in_view(page, login):
+    """Six links for a superuser wrap inside the bar: none is pushed off the screen."""
+    UserFactory(username="sue", is_superuser=True, is_staff=True)
+    page.set_viewport_size({"width": 390, "height": 800})
+    login(page, "sue", next="/")
+    links = page.locator("nav.mainnav a")
+    labels = links.all_text_contents()
+    assert labels == ["Inbox", "Agents", "Alerts", "Audit", "Posture", "Admin"]
+    for n in range(links.count()):
+        box = links.nth(n).bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, labels[n]
+    assert horizontal_overflow(page) <= 0

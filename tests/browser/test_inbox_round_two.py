@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from agents.services import behaviour_version_activate, behaviour_version_create
 from approvals.models import Decision
 from approvals.services import decision_approve, decision_create
-from tests.browser.conftest import horizontal_overflow
+from tests.browser.conftest import axe_violations, horizontal_overflow, overflowing_elements
 from tests.factories import ActionTypeFactory, AgentFactory, GrantFactory, UserFactory, reviewer
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -323,3 +323,31 @@ def test_back_restores_the_decision_shown(page, login, estate):
     page.go_back()
     expect(detail).to_have_attribute("data-decision-id", first)
     assert len(decisions) == 3
+
+
+def test_a_german_browser_reads_money_the_german_way_in_the_list_and_detail(page, login, estate):
+    """Accept-Language picks the locale money is written in; the page stays English."""
+    big, small = pay(estate, 4800.0), pay(estate, 12.5, beneficiary="Initech")
+    reviewer(username="rita")
+    page.set_extra_http_headers({"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"})
+    page.set_viewport_size({"width": 1280, "height": 800})
+    login(page, "rita")
+    german = re.compile(r"^Pay 4\.800,00\s€ to Steelworks GmbH$")
+    rows = page.locator("#inbox .inbox-row .row-link")
+    expect(rows).to_have_count(2)
+    expect(page.locator(f'.inbox-row[data-id="{big.pk}"] .row-link')).to_have_text(german)
+    expect(page.locator(f'.inbox-row[data-id="{small.pk}"] .row-link')).to_have_text(
+        re.compile(r"^Pay 12,50\s€ to Initech$")
+    )
+    page.locator(f'.inbox-row[data-id="{big.pk}"] .row-link').click()
+    detail = page.locator("#decision-detail")
+    expect(detail).to_have_attribute("data-decision-id", str(big.pk))
+    expect(detail.locator("#decision-title")).to_have_text(german)
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.get_by_role("columnheader", name="Expires")).to_be_visible()
+    assert not axe_violations(page)
+    for width in (390, 1280):
+        page.set_viewport_size({"width": width, "height": 800})
+        page.goto(f"/inbox/{big.pk}/")
+        expect(page.locator("#decision-title")).to_have_text(german)
+        assert horizontal_overflow(page) <= 0, overflowing_elements(page)

@@ -15,6 +15,7 @@ from html.parser import HTMLParser
 from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.db import transaction
 from django.test import Client, override_settings
@@ -417,6 +418,30 @@ def test_no_path_segment_gives_a_server_error_or_a_traceback(swept, client, capl
                     attacked = attacked.replace(f"/{segment}.", f"/{hostile}.", 1)
                     for method in ("get", "post"):
                         sweep.send(f"{label} for {value}", method, attacked, "")
+    assert "\n".join(sweep.problems) == ""
+    assert "\n".join(_log_problems(caplog)) == ""
+
+
+def test_no_accept_language_or_language_cookie_gives_a_server_error_or_a_traceback(
+    swept, client, caplog
+):
+    """The browser's language picks the locale money is written in (ReaderLocaleMiddleware)."""
+    _names, pages, _forms, _queries = swept
+    session = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+    sweep = Sweep(client)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        for path in sorted(set(pages.values())):
+            for label, value in HOSTILE.items():
+                sweep.send(f"{label} in Accept-Language", "get", path, HTTP_ACCEPT_LANGUAGE=value)
+                # A cookie arrives as bytes that WSGI decodes as Latin-1.
+                raw = value.encode("utf-8", "surrogatepass").decode("latin-1")
+                cookie = f"{session}; {settings.LANGUAGE_COOKIE_NAME}={raw}"
+                sweep.send(f"{label} in the language cookie", "get", path, HTTP_COOKIE=cookie)
+    # Still signed in with the cookie header replaced: the values reached the views.
+    signed_in = client.get("/inbox/", HTTP_COOKIE=f"{session}; {settings.LANGUAGE_COOKIE_NAME}=de")
+    assert signed_in.status_code == 200
+    assert sweep.requests > 100
     assert "\n".join(sweep.problems) == ""
     assert "\n".join(_log_problems(caplog)) == ""
 

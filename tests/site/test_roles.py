@@ -123,8 +123,8 @@ def test_agent_admins_can_manage_agents_but_not_review_or_export():
     ("make_user", "expected"),
     [
         (reviewer, ["Inbox"]),
-        (agent_admin, ["Agents", "Alerts"]),
-        (auditor, ["Audit"]),
+        (agent_admin, ["Agents", "Alerts", "Posture"]),
+        (auditor, ["Audit", "Posture"]),
         (UserFactory, []),
     ],
 )
@@ -147,14 +147,21 @@ def test_navigation_links_point_at_the_workspace_screens(client):
 def test_a_user_with_two_roles_sees_both_links(client):
     user = UserFactory(groups=[roles.REVIEWERS, roles.AUDITORS])
 
-    assert nav_labels(client, user) == ["Inbox", "Audit"]
+    assert nav_labels(client, user) == ["Inbox", "Audit", "Posture"]
 
 
 @pytest.mark.usefixtures("workspace_urls")
 def test_superuser_sees_every_link_and_admin(client):
     user = UserFactory(is_superuser=True, is_staff=True)
 
-    assert nav_labels(client, user) == ["Inbox", "Agents", "Alerts", "Audit", "Admin"]
+    assert nav_labels(client, user) == [
+        "Inbox",
+        "Agents",
+        "Alerts",
+        "Audit",
+        "Posture",
+        "Admin",
+    ]
 
 
 @pytest.mark.usefixtures("workspace_urls")
@@ -202,7 +209,7 @@ def test_home_lists_the_workspaces_of_the_users_role(client):
 
     response = client.get("/")
 
-    assert [w["label"] for w in response.context["workspaces"]] == ["Audit"]
+    assert [w["label"] for w in response.context["workspaces"]] == ["Audit", "Posture"]
     assert b"You have no role yet" not in response.content
 
 
@@ -233,3 +240,29 @@ def test_home_explains_that_a_user_without_a_role_has_nothing_to_open(client):
 
     assert response.context["workspaces"] == []
     assert b"You have no role yet" in response.content
+
+
+@pytest.mark.parametrize("make_user", [agent_admin, auditor])
+def test_posture_is_in_the_navigation_of_those_who_may_open_it(client, make_user):
+    client.force_login(make_user())
+
+    response = client.get("/")
+
+    assert b'<a href="/posture/"' in response.content
+    assert "Posture" in [item["label"] for item in response.context["nav_items"]]
+    page = client.get("/posture/")
+    assert page.status_code == 200
+    assert [i["label"] for i in page.context["nav_items"] if i["current"]] == ["Posture"]
+
+
+@pytest.mark.parametrize("make_user", [reviewer, UserFactory])
+def test_posture_is_neither_shown_nor_opened_for_anyone_else(client, make_user):
+    client.force_login(make_user())
+
+    home = client.get("/")
+
+    assert b'href="/posture/' not in home.content
+    assert "Posture" not in [item["label"] for item in home.context["nav_items"]]
+    assert "Posture" not in [w["label"] for w in home.context["workspaces"]]
+    assert client.get("/posture/").status_code == 403
+    assert client.get("/posture/report/").status_code == 403
