@@ -17,7 +17,7 @@ from tests.factories import reviewer
 
 RECIPIENTS = 5
 DECISIONS = 4
-QUERIES_PER_DECISION = 60
+QUERIES_PER_DECISION = 30
 
 
 def _submit(agent, n):
@@ -40,11 +40,36 @@ def test_the_sweep_and_its_sends_stay_within_their_queries_per_decision(
         )
     for n in range(DECISIONS):
         _submit(agent, n)
-    with CaptureQueriesContext(connection) as queries:
-        with django_capture_on_commit_callbacks(execute=True):
-            assert notification_tasks.notify_new_decisions() == DECISIONS
+    with (
+        CaptureQueriesContext(connection) as queries,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert notification_tasks.notify_new_decisions() == DECISIONS
     sent = Notification.objects.filter(status=Notification.Status.SENT).count()
     assert sent == len(mailoutbox) == RECIPIENTS * DECISIONS
     per_decision = len(queries) / DECISIONS
     listing = "\n".join(q["sql"][:120] for q in queries.captured_queries)
     assert per_decision <= QUERIES_PER_DECISION, f"{per_decision} per decision:\n{listing}"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("outcome", ["cancelled", "rejected"])
+def test_a_decision_closed_between_fan_out_and_send_is_not_announced(
+    agent, mailoutbox, monkeypatch, django_capture_on_commit_callbacks, outcome
+):
+    person = reviewer(username="rita", email="rita@example.com")
+    preference_save(actor=person, user=person, channel="email", mode="immediate", min_risk="low")
+    decision = _submit(agent, 0)
+    enqueued = []
+    monkeypatch.setattr(notification_tasks.send_notification, "delay", enqueued.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        notification_tasks.notify_new_decisions()
+    monkeypatch.undo()
+    if outcome == "cancelled":
+        services.decision_cancel(decision=decision, agent=agent)
+    else:
+        services.decision_reject(decision=decision, reviewer=reviewer(), reason="no")
+    [notification_id] = enqueued
+    notification_tasks.send_notification.delay(notification_id)
+    assert mailoutbox == []
+    assert Notification.objects.get(pk=notification_id).status != Notification.Status.QUEUED
