@@ -90,17 +90,22 @@ class Audience:
             self._members[preference.group_id] = list(preference.group.user_set.exclude(pk__in=own))
         return self._members[preference.group_id]
 
-    def labels(self, preference: NotificationPreference, decision: Decision | None) -> list[str]:
-        """Recipient labels for one preference, people filtered by role."""
+    def recipients(self, preference: NotificationPreference, decision: Decision | None) -> list:
+        """(label, person or None) for one preference, people filtered by role."""
         if preference.channel in CHAT_CHANNELS:
-            return [preference.target_label]
+            return [(preference.target_label, preference.user)]
         users = [preference.user] if preference.user_id is not None else self.members(preference)
-        return [user.email for user in users if user.email and self.may_review(user, decision)]
+        return [
+            (user.email, user) for user in users if user.email and self.may_review(user, decision)
+        ]
 
 
-def _row(*, preference, channel: str, kind: str, recipient: str, decision, ids) -> Notification:
+def _row(
+    *, preference, channel: str, kind: str, recipient: str, user, decision, ids
+) -> Notification:
     return Notification(
         preference=preference,
+        user=user,
         decision=decision,
         decision_ids=[str(i) for i in ids],
         kind=kind,
@@ -116,10 +121,11 @@ def _rows_for(preference, *, decision, kind, audience) -> list[Notification]:
             channel=preference.channel,
             kind=kind,
             recipient=label,
+            user=user,
             decision=decision,
             ids=[decision.pk],
         )
-        for label in audience.labels(preference, decision)
+        for label, user in audience.recipients(preference, decision)
     ]
 
 
@@ -161,6 +167,7 @@ def user_rows(*, decision: Decision, users, kind: str, audience: Audience) -> li
                     channel=Channel.EMAIL,
                     kind=kind,
                     recipient=person.email,
+                    user=person,
                     decision=decision,
                     ids=[decision.pk],
                 )
@@ -224,6 +231,7 @@ def notifications_for_group_members(*, decision: Decision, group, kind: str) -> 
                     channel=preference.channel,
                     kind=kind,
                     recipient=preference.target_label,
+                    user=None,
                     decision=decision,
                     ids=[decision.pk],
                 )
@@ -300,10 +308,11 @@ def digests_due(*, now) -> list[Notification]:
                     channel=preference.channel,
                     kind=Notification.Kind.DIGEST,
                     recipient=label,
+                    user=user,
                     decision=None,
                     ids=ids,
                 )
-                for label in audience.labels(preference, None)
+                for label, user in audience.recipients(preference, None)
             ]
             queued += _save(batch)
     return queued

@@ -10,9 +10,10 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from agents import crypto
@@ -23,6 +24,7 @@ from ..models import Decision, Notification, NotificationPreference
 from . import messages
 from .fanout import (  # noqa: F401 - the fan-out's public names, re-exported
     CHAT_CHANNELS,
+    REVIEW_PERMISSION,
     digests_due,
     notifications_for_decision,
     notifications_for_group_members,
@@ -118,18 +120,48 @@ def preference_save(
 # --- sending -----------------------------------------------------------------------
 
 
-def notification_for_sending(notification_id) -> Notification | None:
-    """A queued notification, read with its channel and its decision in one query.
+def _may_still_review():
+    """Whether a notification's person may still review, as a subquery of the send's
+    one read (the permission as Django's ModelBackend grants it, as has_perm does)."""
+    people = get_user_model().objects.with_perm(
+        REVIEW_PERMISSION, backend="django.contrib.auth.backends.ModelBackend"
+    )
+    return Exists(people.filter(pk=OuterRef("user_id")))
 
-    This read is the send's check: a decision no longer pending is not announced
-    (see _items), and it is made when the send starts, not when the row was queued.
+
+def notification_for_sending(notification_id) -> Notification | None:
+    """A queued notification, read with its channel, its decision and whether its
+    person may still review, in one query.
+
+    This read is the send's check, made when the send starts, not when the row was
+    queued: a decision no longer pending is not announced, nor is anything sent to
+    someone who may no longer review it (see notification_deliver).
     """
     return (
         Notification.objects.select_related(
             "preference", "decision__agent", "decision__action_type"
         )
+        .annotate(recipient_may_review=_may_still_review())
         .filter(pk=notification_id, status=Notification.Status.QUEUED)
         .first()
+    )
+
+
+def _recipient_refused(notification: Notification) -> bool:
+    if notification.user_id is None:
+        return False  # a group's channel, or a row from before recipients were recorded
+    may = getattr(notification, "recipient_may_review", None)
+    if may is None:
+        may = (
+            Notification.objects.filter(pk=notification.pk)
+            .annotate(may=_may_still_review())
+            .values_list("may", flat=True)
+            .first()
+        )
+    if not may:
+        return True
+    return notification.decision_id is not None and (
+        notification.decision.agent.owner_id == notification.user_id
     )
 
 
@@ -157,6 +189,8 @@ def _redact(error: str, url: str) -> str:
 
 def notification_deliver(*, notification: Notification) -> connectors.Delivery:
     """Send one notification once; the caller decides about retries."""
+    if _recipient_refused(notification):
+        return connectors.Delivery(False, error="the recipient may no longer review")
     items = _items(notification)
     if not items:
         return connectors.Delivery(True, excerpt="nothing pending any more")

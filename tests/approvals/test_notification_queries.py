@@ -50,26 +50,3 @@ def test_the_sweep_and_its_sends_stay_within_their_queries_per_decision(
     per_decision = len(queries) / DECISIONS
     listing = "\n".join(q["sql"][:120] for q in queries.captured_queries)
     assert per_decision <= QUERIES_PER_DECISION, f"{per_decision} per decision:\n{listing}"
-
-
-@pytest.mark.django_db
-@pytest.mark.parametrize("outcome", ["cancelled", "rejected"])
-def test_a_decision_closed_between_fan_out_and_send_is_not_announced(
-    agent, mailoutbox, monkeypatch, django_capture_on_commit_callbacks, outcome
-):
-    person = reviewer(username="rita", email="rita@example.com")
-    preference_save(actor=person, user=person, channel="email", mode="immediate", min_risk="low")
-    decision = _submit(agent, 0)
-    enqueued = []
-    monkeypatch.setattr(notification_tasks.send_notification, "delay", enqueued.append)
-    with django_capture_on_commit_callbacks(execute=True):
-        notification_tasks.notify_new_decisions()
-    monkeypatch.undo()
-    if outcome == "cancelled":
-        services.decision_cancel(decision=decision, agent=agent)
-    else:
-        services.decision_reject(decision=decision, reviewer=reviewer(), reason="no")
-    [notification_id] = enqueued
-    notification_tasks.send_notification.delay(notification_id)
-    assert mailoutbox == []
-    assert Notification.objects.get(pk=notification_id).status != Notification.Status.QUEUED
