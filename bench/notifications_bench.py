@@ -10,8 +10,8 @@
    enqueues, in this process, over the N pending decisions (locmem email, so the figure
    is aispm's own cost, not an SMTP server's); reports the SQL statements per decision
    (counted with a connection execute wrapper, which sees savepoints but not the
-   driver's BEGIN and COMMIT), decisions per second per worker process and the
-   processes needed at 100 decisions/s.
+   driver's BEGIN and COMMIT), the worker process's own CPU time, decisions per
+   second per worker process and the processes needed at 100 decisions/s.
 """
 
 import os
@@ -115,11 +115,12 @@ def main():
         statements.append(1)
         return execute(sql, params, many, context)
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     with connection.execute_wrapper(count):
         while notification_tasks.notify_new_decisions():
             pass
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     sent = Notification.objects.filter(status=Notification.Status.SENT).count()
     per_second = len(pending) / elapsed
     print(f"worker side, {RECIPIENTS} recipients per decision (locmem email):")
@@ -127,7 +128,11 @@ def main():
         f"  {len(pending)} decisions, {sent} sent in {elapsed:.1f} s: "
         f"{per_second:.0f} decisions/s per process"
     )
-    print(f"  {len(statements)} SQL statements: {len(statements) / len(pending):.1f} per decision")
+    print(
+        f"  {len(statements)} SQL statements: {len(statements) / len(pending):.1f} per decision; "
+        f"this process's CPU {cpu:.1f} s ({cpu / len(pending) * 1000:.0f} ms per decision), "
+        "the rest is waiting on PostgreSQL and for a core"
+    )
     print(
         f"  at {RATE} decisions/s: {RATE * (1 + RECIPIENTS)} messages/s enqueued; "
         f"{statistics.fmean([RATE / per_second]):.2f} worker processes keep the queue flat"
