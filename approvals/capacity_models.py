@@ -105,6 +105,11 @@ class Notification(models.Model):
         Decision, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications"
     )
     decision_ids = models.JSONField(default=list, blank=True)
+    # The person the message is for, when it is for a person (not a group's channel):
+    # the send checks they may still review.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.NEW)
     channel = models.CharField(max_length=10, choices=NotificationPreference.Channel.choices)
     recipient = models.CharField(max_length=255)

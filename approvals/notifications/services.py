@@ -10,32 +10,35 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from agents import crypto
-from agents.models import RISK_RANK
 from audit.services import audit_record
 
 from .. import connectors
 from ..models import Decision, Notification, NotificationPreference
 from . import messages
+from .fanout import (  # noqa: F401 - the fan-out's public names, re-exported
+    CHAT_CHANNELS,
+    REVIEW_PERMISSION,
+    digests_due,
+    notifications_for_decision,
+    notifications_for_group_members,
+    notifications_for_users,
+    notify_new_decisions,
+)
 
 log = logging.getLogger(__name__)
 Channel = NotificationPreference.Channel
 Mode = NotificationPreference.Mode
-CHAT_CHANNELS = {Channel.SLACK, Channel.TEAMS, Channel.JSON}
-REVIEW_PERMISSION = "approvals.review_decision"
 
 
 class PreferenceRefused(Exception):
     pass
-
-
-def _rank(risk: str) -> int:
-    return RISK_RANK.get(risk, 2)
 
 
 def _label(url: str) -> str:
@@ -114,249 +117,60 @@ def preference_save(
     return preference
 
 
-# --- who hears about what ----------------------------------------------------------
-
-
-def _may_review(user, decision: Decision | None) -> bool:
-    if not user.is_active or not user.has_perm(REVIEW_PERMISSION):
-        return False
-    return decision is None or decision.agent.owner_id != user.pk
-
-
-def _user_targets(preference: NotificationPreference, decision: Decision | None) -> list:
-    """(recipient label, address) pairs for one preference, people filtered by role."""
-    if preference.channel in CHAT_CHANNELS:
-        return [(preference.target_label, None)]
-    if preference.user_id is not None:
-        users = [preference.user]
-    else:
-        # People with their own email preference decide for themselves.
-        own = NotificationPreference.objects.filter(
-            channel=Channel.EMAIL, user__isnull=False
-        ).values("user_id")
-        users = list(preference.group.user_set.exclude(pk__in=own))
-    return [
-        (user.email, user.email) for user in users if user.email and _may_review(user, decision)
-    ]
-
-
-def _queue(*, preference, channel: str, kind: str, recipient: str, decision, ids) -> Notification:
-    return Notification.objects.create(
-        preference=preference,
-        decision=decision,
-        decision_ids=[str(i) for i in ids],
-        kind=kind,
-        channel=channel,
-        recipient=recipient[:255],
-    )
-
-
-def notifications_for_decision(
-    *, decision: Decision, kind: str = Notification.Kind.NEW, group_ids: list[int] | None = None
-) -> list[Notification]:
-    """Queue one Notification per immediate recipient of a pending decision.
-
-    `group_ids` limits the audience to those groups (escalation); otherwise every
-    immediate preference at or below the decision's risk hears about it. Canary
-    decisions are notified like any other, so nothing gives them away.
-    """
-    if decision.status != Decision.Status.PENDING:
-        return []
-    preferences = NotificationPreference.objects.filter(mode=Mode.IMMEDIATE).select_related(
-        "user", "group"
-    )
-    if group_ids is not None:
-        preferences = preferences.filter(group_id__in=group_ids)
-    queued = []
-    with transaction.atomic():
-        for preference in preferences:
-            if _rank(preference.min_risk) > _rank(decision.risk) and kind == Notification.Kind.NEW:
-                continue
-            if preference.user_id is not None:
-                from ..routing import delegate_for
-
-                stand_in = delegate_for(preference.user, now=timezone.now())
-                if stand_in is not None:
-                    queued += notifications_for_users(
-                        decision=decision, users=[stand_in], kind=kind
-                    )
-                    continue
-                if not _may_review(preference.user, decision):
-                    continue
-            for label, _address in _user_targets(preference, decision):
-                queued.append(
-                    _queue(
-                        preference=preference,
-                        channel=preference.channel,
-                        kind=kind,
-                        recipient=label,
-                        decision=decision,
-                        ids=[decision.pk],
-                    )
-                )
-        _enqueue_sends(queued)
-    return queued
-
-
-def notifications_for_users(*, decision: Decision, users, kind: str) -> list[Notification]:
-    """Tell named people about a decision put in front of them (reassignment, escalation):
-    through their own preferences unless off, else by email. Someone away is replaced
-    by their delegate."""
-    from ..routing import delegate_for
-
-    now = timezone.now()
-    queued, seen = [], set()
-    with transaction.atomic():
-        for user in users:
-            person = delegate_for(user, now=now) or user
-            if person.pk in seen or not _may_review(person, decision):
-                continue
-            seen.add(person.pk)
-            preferences = [
-                p for p in NotificationPreference.objects.filter(user=person) if p.mode != Mode.OFF
-            ]
-            if not preferences and person.email:
-                queued.append(
-                    _queue(
-                        preference=None,
-                        channel=Channel.EMAIL,
-                        kind=kind,
-                        recipient=person.email,
-                        decision=decision,
-                        ids=[decision.pk],
-                    )
-                )
-            for preference in preferences:
-                preference.user = person
-                for label, _address in _user_targets(preference, decision):
-                    queued.append(
-                        _queue(
-                            preference=preference,
-                            channel=preference.channel,
-                            kind=kind,
-                            recipient=label,
-                            decision=decision,
-                            ids=[decision.pk],
-                        )
-                    )
-        _enqueue_sends(queued)
-    return queued
-
-
-def notifications_for_group_members(*, decision: Decision, group, kind: str) -> list:
-    """The group's own chat channels (unless off), then each member as a person."""
-    queued = []
-    with transaction.atomic():
-        for preference in NotificationPreference.objects.filter(group=group).exclude(mode=Mode.OFF):
-            if preference.channel in CHAT_CHANNELS:
-                queued.append(
-                    _queue(
-                        preference=preference,
-                        channel=preference.channel,
-                        kind=kind,
-                        recipient=preference.target_label,
-                        decision=decision,
-                        ids=[decision.pk],
-                    )
-                )
-        _enqueue_sends(queued)
-    return queued + notifications_for_users(
-        decision=decision, users=list(group.user_set.all()), kind=kind
-    )
-
-
-def _enqueue_sends(queued: list[Notification]) -> None:
-    if not queued:
-        return
-    ids = [str(n.pk) for n in queued]
-
-    def send():
-        from . import tasks
-
-        for notification_id in ids:
-            try:
-                tasks.send_notification.delay(notification_id)
-            except Exception:  # noqa: BLE001 - the notification stays queued; the sweep resends
-                log.warning("could not enqueue notification %s", notification_id)
-
-    transaction.on_commit(send)
-
-
-def notify_new_decisions(*, now=None, limit: int = 500) -> int:
-    """Beat's sweep: claim pending decisions nobody was told about yet, and fan out.
-
-    This, not the submission, is where notifying starts, so an agent's request does
-    no notification work at all: not even an enqueue. A decision waits at most one
-    beat interval. Rows are claimed with SKIP LOCKED, so sweeps may overlap.
-    """
-    if not settings.AISPM_NOTIFICATIONS_ENABLED:
-        return 0
-    now = now or timezone.now()
-    with transaction.atomic():
-        claimed = list(
-            Decision.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(status=Decision.Status.PENDING, notified_at__isnull=True)
-            .order_by("created_at")
-            .values_list("pk", flat=True)[:limit]
-        )
-        Decision.objects.filter(pk__in=claimed).update(notified_at=now)
-    decisions = Decision.objects.filter(pk__in=claimed).select_related("agent", "action_type")
-    for decision in decisions:
-        notifications_for_decision(decision=decision)
-    return len(claimed)
-
-
-def digests_due(*, now) -> list[Notification]:
-    """Queue a digest for each digest preference whose interval has passed."""
-    queued = []
-    preferences = NotificationPreference.objects.filter(mode=Mode.DIGEST).select_related(
-        "user", "group"
-    )
-    for preference in preferences:
-        since = preference.last_digest_at
-        if since is not None and since + timedelta(minutes=preference.digest_minutes) > now:
-            continue
-        with transaction.atomic():
-            locked = NotificationPreference.objects.select_for_update().get(pk=preference.pk)
-            if locked.last_digest_at != since:
-                continue
-            pending = Decision.objects.filter(
-                status=Decision.Status.PENDING,
-                risk_rank__gte=_rank(preference.min_risk),
-            )
-            if since is not None:
-                pending = pending.filter(created_at__gt=since)
-            if preference.user_id is not None:
-                pending = pending.exclude(agent__owner_id=preference.user_id)
-            ids = list(
-                pending.order_by("-risk_rank", "expires_at").values_list("pk", flat=True)[:50]
-            )
-            NotificationPreference.objects.filter(pk=preference.pk).update(last_digest_at=now)
-            if not ids:
-                continue
-            if preference.user_id is not None and not _may_review(preference.user, None):
-                continue
-            batch = []
-            for label, _address in _user_targets(preference, None):
-                batch.append(
-                    _queue(
-                        preference=preference,
-                        channel=preference.channel,
-                        kind=Notification.Kind.DIGEST,
-                        recipient=label,
-                        decision=None,
-                        ids=ids,
-                    )
-                )
-            _enqueue_sends(batch)
-            queued += batch
-    return queued
-
-
 # --- sending -----------------------------------------------------------------------
 
 
+def _may_still_review():
+    """Whether a notification's person may still review, as a subquery of the send's
+    one read (the permission as Django's ModelBackend grants it, as has_perm does)."""
+    people = get_user_model().objects.with_perm(
+        REVIEW_PERMISSION, backend="django.contrib.auth.backends.ModelBackend"
+    )
+    return Exists(people.filter(pk=OuterRef("user_id")))
+
+
+def notification_for_sending(notification_id) -> Notification | None:
+    """A queued notification, read with its channel, its decision and whether its
+    person may still review, in one query.
+
+    This read is the send's check, made when the send starts, not when the row was
+    queued: a decision no longer pending is not announced, nor is anything sent to
+    someone who may no longer review it (see notification_deliver).
+    """
+    return (
+        Notification.objects.select_related(
+            "preference", "decision__agent", "decision__action_type"
+        )
+        .annotate(recipient_may_review=_may_still_review())
+        .filter(pk=notification_id, status=Notification.Status.QUEUED)
+        .first()
+    )
+
+
+def _recipient_refused(notification: Notification) -> bool:
+    if notification.user_id is None:
+        return False  # a group's channel, or a row from before recipients were recorded
+    may = getattr(notification, "recipient_may_review", None)
+    if may is None:
+        may = (
+            Notification.objects.filter(pk=notification.pk)
+            .annotate(may=_may_still_review())
+            .values_list("may", flat=True)
+            .first()
+        )
+    if not may:
+        return True
+    return notification.decision_id is not None and (
+        notification.decision.agent.owner_id == notification.user_id
+    )
+
+
 def _items(notification: Notification) -> list[messages.Item]:
+    if notification.kind != Notification.Kind.DIGEST and notification.decision_id is not None:
+        decision = notification.decision
+        if decision.status != Decision.Status.PENDING:
+            return []
+        return [messages.item_for(decision)]
     decisions = Decision.objects.select_related("agent", "action_type").filter(
         pk__in=notification.decision_ids
     )
@@ -375,6 +189,8 @@ def _redact(error: str, url: str) -> str:
 
 def notification_deliver(*, notification: Notification) -> connectors.Delivery:
     """Send one notification once; the caller decides about retries."""
+    if _recipient_refused(notification):
+        return connectors.Delivery(False, error="the recipient may no longer review")
     items = _items(notification)
     if not items:
         return connectors.Delivery(True, excerpt="nothing pending any more")
@@ -417,33 +233,42 @@ def notification_deliver(*, notification: Notification) -> connectors.Delivery:
 def notification_record(
     *, notification: Notification, delivery: connectors.Delivery, final: bool
 ) -> Notification:
-    """Record one attempt: sent, or failed once no retry is left."""
+    """Record one attempt: sent, or failed once no retry is left.
+
+    The row is claimed with a conditional update on the status and attempt count it
+    was read with, so of two workers racing on one notification only one records
+    (and audits) the outcome; the other gets the row as it now stands.
+    """
+    attempts = notification.attempts + 1
+    error = "" if delivery.succeeded else delivery.error[:500]
+    if delivery.succeeded:
+        status, sent_at = Notification.Status.SENT, timezone.now()
+    else:
+        status, sent_at = (
+            (Notification.Status.FAILED if final else Notification.Status.QUEUED),
+            None,
+        )
     with transaction.atomic():
-        notification = Notification.objects.select_for_update().get(pk=notification.pk)
-        if notification.status != Notification.Status.QUEUED:
-            return notification
-        notification.attempts += 1
-        if delivery.succeeded:
-            notification.status = Notification.Status.SENT
-            notification.sent_at = timezone.now()
-            notification.error = ""
-        elif final:
-            notification.status = Notification.Status.FAILED
-            notification.error = delivery.error[:500]
-        else:
-            notification.error = delivery.error[:500]
-        notification.save(update_fields=["attempts", "status", "sent_at", "error"])
-        if notification.status != Notification.Status.QUEUED:
+        claimed = Notification.objects.filter(
+            pk=notification.pk,
+            status=Notification.Status.QUEUED,
+            attempts=notification.attempts,
+        ).update(status=status, attempts=attempts, error=error, sent_at=sent_at)
+        if claimed != 1:
+            return Notification.objects.get(pk=notification.pk)
+        notification.status, notification.attempts = status, attempts
+        notification.error, notification.sent_at = error, sent_at
+        if status != Notification.Status.QUEUED:
             audit_record(
-                event=f"notification.{notification.status}",
+                event=f"notification.{status}",
                 target=notification,
                 data={
                     "kind": notification.kind,
                     "channel": notification.channel,
                     "recipient": notification.recipient,
                     "decisions": notification.decision_ids[:50],
-                    "attempts": notification.attempts,
-                    "error": notification.error,
+                    "attempts": attempts,
+                    "error": error,
                 },
             )
     return notification

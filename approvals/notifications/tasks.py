@@ -23,13 +23,10 @@ def notify_new_decisions() -> int:
 
 @shared_task(bind=True, ignore_result=True, acks_late=True, max_retries=MAX_ATTEMPTS - 1)
 def send_notification(self, notification_id: str) -> str:
-    from ..models import Notification
     from . import services
 
-    notification = (
-        Notification.objects.select_related("preference").filter(pk=notification_id).first()
-    )
-    if notification is None or notification.status != Notification.Status.QUEUED:
+    notification = services.notification_for_sending(notification_id)
+    if notification is None:
         return "skipped"
     retries = self.request.retries
     while True:
@@ -43,7 +40,11 @@ def send_notification(self, notification_id: str) -> str:
         if not settings.CELERY_TASK_ALWAYS_EAGER:
             raise self.retry(countdown=_backoff(retries + 1))
         # In-process mode retries at once: a request must not sleep, nor see a Retry.
+        # The retry reads the row and its decision again, as a new task would.
         retries += 1
+        notification = services.notification_for_sending(notification_id)
+        if notification is None:
+            return "skipped"
 
 
 @shared_task(ignore_result=True)
