@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('approvals', '0012_notified_at'),
+        ('approvals', '0013_attention_via'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
