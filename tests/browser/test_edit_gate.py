@@ -108,7 +108,12 @@ def test_an_edit_that_needs_two_approvers_waits_for_a_second_reviewer(page, logi
         "high",
         "two-approvers-over-1000",
     )
-    assert trail(payment) == ["decision.submitted", "decision.edit_proposed"]
+    # The editor's approval counts as one, so its attention is recorded (issue 17).
+    assert trail(payment) == [
+        "decision.submitted",
+        "decision.edit_proposed",
+        "review.attention_recorded",
+    ]
 
     page.goto(f"/inbox/{payment.pk}/")
     detail = page.locator("#decision-detail")
