@@ -1,19 +1,25 @@
-"""Round trips a submission makes: PostgreSQL statements, transactions and Redis commands.
+"""Round trips a submission makes: PostgreSQL statements and Redis commands.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/aispm_x CELERY_BROKER_URL=redis://127.0.0.1:6379/n \
-        .venv/bin/python bench/submission_queries.py
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/aispm_x \
+    CELERY_BROKER_URL=redis://127.0.0.1:6379/n .venv/bin/python bench/submission_queries.py
 
 The database must be migrated (`manage.py migrate`); the script adds its own agent and
 action types (idempotently). Each scenario POSTs through the whole WSGI stack
 (django.test.Client: middleware, DRF, the submission service) after one unmeasured
 warm-up request, and prints every statement it sent. Round trips to PostgreSQL are the
-statements Django logs, which include each transaction's BEGIN and COMMIT; Redis round trips are the packed commands redis-py sent (a pipeline or a
-script call is one), including Celery's enqueue of a release.
+statements Django logs, which include each transaction's BEGIN and COMMIT; Redis round
+trips are the packed commands redis-py sent (a pipeline or a script call is one),
+including Celery's enqueue of a release.
+
+Then it times N (default 500) review-routed submissions in this process, client and
+server together: wall-clock and CPU time (time.process_time, this process only, so
+PostgreSQL's and Redis's own work is not in it), per request.
 """
 
 import json
 import os
 import sys
+import time
 import uuid
 from pathlib import Path
 from unittest import mock
@@ -41,11 +47,13 @@ from tests.factories import EMAIL_SCHEMA  # noqa: E402
 POLICY = [
     {"id": "allow-notes", "action": "crm.note", "outcome": "allow", "reason": "Notes are routine"},
     {"id": "follow-ups", "action": "email.send", "outcome": "review", "ttl": "8h"},
+    {"id": "tasks", "action": "crm.task", "outcome": "review", "risk": "low"},
 ]
 
 
 def _world() -> str:
-    """The bench agent with an email action (reviewed) and a CRM note (allowed); its key."""
+    """The bench agent with an email action (reviewed, irreversible), a CRM task (reviewed,
+    so a standing approval could stand in) and a CRM note (allowed); a new key."""
     email, _ = ActionType.objects.get_or_create(
         key="email.send",
         defaults={
@@ -62,10 +70,17 @@ def _world() -> str:
             "params_schema": {"type": "object", "properties": {"text": {"type": "string"}}},
         },
     )
-    agent = Agent.objects.filter(slug="queries-bench").first()
+    task, _ = ActionType.objects.get_or_create(
+        key="crm.task",
+        defaults={
+            "name": "CRM task",
+            "params_schema": {"type": "object", "properties": {"text": {"type": "string"}}},
+        },
+    )
+    agent = Agent.objects.filter(slug="submission-queries").first()
     if agent is None:
-        agent = Agent.objects.create(slug="queries-bench", name="Queries bench")
-        for action_type in (email, note):
+        agent = Agent.objects.create(slug="submission-queries", name="Submission queries")
+        for action_type in (email, note, task):
             agent_services.grant_apply(agent=agent, action_type=action_type, limit_per_hour=10**8)
         version = agent_services.behaviour_version_create(agent=agent, policy=POLICY, actor=None)
         agent_services.behaviour_version_activate(version=version, actor=None)
@@ -76,7 +91,7 @@ def _body(action: str) -> dict:
     if action == "email.send":
         params = {"to": [f"lead{uuid.uuid4().hex[:8]}@example.com"], "subject": "Hi", "body": "x"}
     else:
-        params = {"text": "called back"}
+        params = {"text": "call back"}
     return {
         "action": action,
         "params": params,
@@ -96,7 +111,9 @@ def measure(client: Client, key: str, body: dict, expect: int) -> dict:
         return real_send(self, command, check_health)
 
     with (
-        mock.patch.object(redis.connection.AbstractConnection, "send_packed_command", counting_send),
+        mock.patch.object(
+            redis.connection.AbstractConnection, "send_packed_command", counting_send
+        ),
         CaptureQueriesContext(connection) as queries,
     ):
         response = client.post(
@@ -120,6 +137,7 @@ def main() -> None:
     client = Client()
     scenarios = [
         ("review-routed (the ingest bench's body)", lambda: _body("email.send"), 201),
+        ("review-routed, a standing approval possible", lambda: _body("crm.task"), 201),
         ("allowed (released after commit)", lambda: _body("crm.note"), 201),
     ]
     for name, make, expect in scenarios:
@@ -128,9 +146,7 @@ def main() -> None:
         print(f"{name}: status {result['status']}")
         for sql in result["statements"]:
             print(f"    {sql[:150]}")
-        print(
-            f"  PostgreSQL round trips {result['postgres']}, Redis round trips {result['redis']}"
-        )
+        print(f"  PostgreSQL round trips {result['postgres']}, Redis round trips {result['redis']}")
     body = _body("email.send")
     measure(client, key, body, 201)
     replay = measure(client, key, body, 200)
@@ -140,6 +156,17 @@ def main() -> None:
     )
     for sql in replay["statements"]:
         print(f"    {sql[:150]}")
+    n = int(os.environ.get("N", "500"))
+    bodies = [json.dumps(_body("email.send")) for _ in range(n)]
+    headers = {"authorization": f"Bearer {key}"}
+    wall, cpu = time.perf_counter(), time.process_time()
+    for body in bodies:
+        client.post("/api/v1/decisions/", body, content_type="application/json", headers=headers)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    print(
+        f"{n} review-routed submissions in this process: {wall / n * 1e6:.0f} us wall, "
+        f"{cpu / n * 1e6:.0f} us CPU a request (load {os.getloadavg()[0]:.2f})"
+    )
 
 
 if __name__ == "__main__":
