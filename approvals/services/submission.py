@@ -81,7 +81,8 @@ class Draft:
     routed_at: object = None
     # When the hourly counter counted this submission (so a replay can take it back).
     counted_at: object = None
-    # The idempotency check is left to the insert (see decision_submit).
+    # One statement stores the decision and finds a used idempotency key
+    # (ingest.decision_insert); else the ORM path, after looking for a replay first.
     replay_at_insert: bool = False
 
 
