@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 import redis
-from django.db import connection
+from django.db import DataError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -58,6 +58,22 @@ def test_a_new_decision_is_two_round_trips_to_postgresql(api, email_body):
     decision = Decision.objects.get(idempotency_key="rt-1")
     event = AuditEvent.objects.get(event="decision.submitted", target_id=str(decision.pk))
     assert event.data["status"] == "pending"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_decision_is_not_stored_if_its_audit_event_cannot_be(api, email_body, monkeypatch):
+    from approvals.services import ingest
+
+    real = ingest.audit_fields
+
+    def too_long(**kwargs):  # audit_auditevent.event is varchar(100)
+        return {**real(**kwargs), "event": "x" * 101}
+
+    monkeypatch.setattr(ingest, "audit_fields", too_long)
+    with pytest.raises(DataError):
+        api.post(URL, dict(email_body, idempotency_key="atomic-1"), format="json")
+    assert not Decision.objects.exists()
+    assert not AuditEvent.objects.filter(event__startswith="x").exists()
 
 
 @pytest.mark.django_db(transaction=True)
