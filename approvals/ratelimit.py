@@ -23,7 +23,14 @@ local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return count
 """
+# Take back one count of a window, if that window's counter still exists (a missing
+# counter is never created, so no counter can lose its expiry).
+UNCOUNT_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECR', KEYS[1]) end
+return 0
+"""
 _clients: dict[str, tuple[redis.Redis, object]] = {}
+_uncount_scripts: dict[redis.Redis, object] = {}
 
 
 def _redis() -> tuple[redis.Redis, object] | None:
@@ -44,6 +51,10 @@ def _window(now: datetime) -> tuple[int, int]:
     return epoch // WINDOW_SECONDS, WINDOW_SECONDS - epoch % WINDOW_SECONDS
 
 
+def _key(agent, action_type, window: int) -> str:
+    return f"aispm:rate:{agent.pk}:{action_type.pk}:{window}"
+
+
 def check_and_count(*, agent, action_type, limit: int | None, now: datetime) -> int | None:
     """Count this attempt; return the seconds to wait if it is over the limit, else None."""
     if not limit:
@@ -52,7 +63,7 @@ def check_and_count(*, agent, action_type, limit: int | None, now: datetime) -> 
     found = _redis()
     if found is not None:
         _, count_script = found
-        key = f"aispm:rate:{agent.pk}:{action_type.pk}:{window}"
+        key = _key(agent, action_type, window)
         try:
             count = count_script(keys=[key], args=[WINDOW_SECONDS + 60])
             return remaining if count > limit else None
@@ -63,3 +74,19 @@ def check_and_count(*, agent, action_type, limit: int | None, now: datetime) -> 
         agent=agent, action_type=action_type, created_at__gte=window_start, canary=False
     ).count()
     return remaining if used >= limit else None
+
+
+def uncount(*, agent, action_type, now: datetime) -> None:
+    """Take back the attempt check_and_count counted at `now`: a submission that turned
+    out to replay an idempotency key uses none of the hourly limit. Counting from the
+    database needs nothing taken back (a replay stores no row)."""
+    found = _redis()
+    if found is None:
+        return
+    client, _ = found
+    if client not in _uncount_scripts:
+        _uncount_scripts[client] = client.register_script(UNCOUNT_SCRIPT)
+    try:
+        _uncount_scripts[client](keys=[_key(agent, action_type, _window(now)[0])])
+    except redis.RedisError:
+        log.warning("rate limit: Redis unavailable, a replay stays counted")

@@ -59,13 +59,27 @@ def audit_record(
             f"audit_record({event!r}) must run inside the transaction of the change it records"
         )
     return AuditEvent.objects.create(
-        created_at=timezone.now(),
-        event=event,
-        target_type=target._meta.label_lower if target is not None else "",
-        target_id=str(target.pk) if target is not None else "",
-        data=_jsonable(data or {}),
-        **_actor_fields(actor),
+        **audit_fields(event=event, actor=actor, target=target, data=data)
     )
+
+
+def audit_fields(
+    *, event: str, actor: Any = None, target: models.Model | None = None, data: dict | None = None
+) -> dict:
+    """The fields of the event audit_record would insert (the sealer fills in the rest).
+
+    For a write that inserts its audit event in the same SQL statement as the change
+    (approvals.services.ingest): one statement is one transaction, so the event is
+    still written if and only if the change is.
+    """
+    return {
+        "created_at": timezone.now(),
+        "event": event,
+        "target_type": target._meta.label_lower if target is not None else "",
+        "target_id": str(target.pk) if target is not None else "",
+        "data": _jsonable(data or {}),
+        **_actor_fields(actor),
+    }
 
 
 # --- the hash chain ------------------------------------------------------------------

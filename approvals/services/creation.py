@@ -135,21 +135,13 @@ def _decision_store(
     release: bool = True,
     channel: str = "api",
 ) -> Decision:
-    status = {
-        Outcome.ALLOW: Decision.Status.APPROVED,
-        Outcome.DENY: Decision.Status.DENIED,
-    }.get(route.outcome, Decision.Status.PENDING)
+    status = status_for(route)
     with transaction.atomic():
         # Standing approvals (issue 17): only in place of asking one reviewer; never
         # past a deny rule, a second approver or an anomaly signal.
         standing = None
-        if (
-            status == Decision.Status.PENDING
-            and route.approvals == 1
-            and not notes
-            and not standing_approvals.step_up_needed(
-                version=version, rule_id=route.rule, risk=route.risk
-            )
+        if standing_eligible(
+            status=status, route=route, notes=notes, version=version, action_type=action_type
         ):
             standing = standing_approvals.standing_match(
                 agent=agent, action_type=action_type, params=params, risk=route.risk, now=now
@@ -160,65 +152,37 @@ def _decision_store(
                 route,
                 explanation=f"{route.explanation} Allowed by standing approval {standing.pk}.",
             )
-        decision = Decision.objects.create(
+        decision = decision_row(
             agent=agent,
             action_type=action_type,
             key=key,
             status=status,
-            approval=(Decision.Approval.STANDING if standing else Decision.Approval.AUTO)
-            if status == Decision.Status.APPROVED
-            else "",
-            standing_approval=standing,
-            escalate_at=now + route.escalate_after
-            if status == Decision.Status.PENDING and route.escalate_after
-            else None,
-            escalate_to=route.escalate_to,
-            summary=render_summary(action_type.summary_template, params),
+            standing=standing,
             params=params,
-            approved_params=params if status == Decision.Status.APPROVED else None,
             reasoning=reasoning,
             evidence=evidence,
             confidence=confidence,
             idempotency_key=idempotency_key,
             request_hash=request_hash,
             external_ref=external_ref,
-            policy_outcome=route.outcome,
-            policy_rule=route.rule,
-            policy_explanation=route.explanation,
-            risk=route.risk,
-            bulk_allowed=route.bulk,
-            anomalies=notes,
-            required_approvals=route.approvals,
-            behaviour_version=version.number if version else None,
-            created_at=now,
-            updated_at=now,
-            expires_at=now + route.ttl if status == Decision.Status.PENDING else None,
-            decided_at=now if status != Decision.Status.PENDING else None,
+            version=version,
+            route=route,
+            notes=notes,
+            now=now,
         )
+        decision.save(force_insert=True)
         audit_record(
             event="decision.submitted",
             actor=agent,
             target=decision,
-            data={
-                "action": action_type.key,
-                "status": status,
-                "params": params,
-                "evidence": evidence,
-                "reasoning": reasoning,
-                "confidence": confidence,
-                "policy": {
-                    "outcome": route.outcome,
-                    "rule": route.rule,
-                    "explanation": route.explanation,
-                },
-                "risk": route.risk,
-                "required_approvals": route.approvals,
-                "behaviour_version": decision.behaviour_version,
-                "key_id": key.pk if key else None,
-                "channel": channel,
-                **({"canonicalised": canonicalised} if canonicalised else {}),
-                **({"standing_approval": str(standing.pk)} if standing else {}),
-            },
+            data=submitted_data(
+                decision=decision,
+                key=key,
+                route=route,
+                canonicalised=canonicalised,
+                standing=standing,
+                channel=channel,
+            ),
         )
         if standing is not None:
             audit_record(
@@ -232,3 +196,114 @@ def _decision_store(
                 enqueue_release(decision)
             notify(decision, "approved")
     return decision
+
+
+def status_for(route: policy.Route) -> str:
+    return {
+        Outcome.ALLOW: Decision.Status.APPROVED,
+        Outcome.DENY: Decision.Status.DENIED,
+    }.get(route.outcome, Decision.Status.PENDING)
+
+
+def standing_eligible(
+    *, status: str, route: policy.Route, notes: list, version, action_type: ActionType
+) -> bool:
+    """Whether a standing approval could stand in for the one reviewer this route asks."""
+    return (
+        status == Decision.Status.PENDING
+        and route.approvals == 1
+        and not notes
+        and not standing_approvals.never_standing(action_type, route.risk)
+        and not standing_approvals.step_up_needed(
+            version=version, rule_id=route.rule, risk=route.risk
+        )
+    )
+
+
+def decision_row(
+    *,
+    agent: Agent,
+    action_type: ActionType,
+    key: AgentKey | None,
+    status: str,
+    standing,
+    params: dict,
+    reasoning: str,
+    evidence: dict,
+    confidence: float | None,
+    idempotency_key: str | None,
+    request_hash: str,
+    external_ref: str,
+    version,
+    route: policy.Route,
+    notes: list,
+    now,
+) -> Decision:
+    """The new decision, not yet saved."""
+    approved = status == Decision.Status.APPROVED
+    pending = status == Decision.Status.PENDING
+    return Decision(
+        agent=agent,
+        action_type=action_type,
+        key=key,
+        status=status,
+        approval=(Decision.Approval.STANDING if standing else Decision.Approval.AUTO)
+        if approved
+        else "",
+        standing_approval=standing,
+        escalate_at=now + route.escalate_after if pending and route.escalate_after else None,
+        escalate_to=route.escalate_to,
+        summary=render_summary(action_type.summary_template, params),
+        params=params,
+        approved_params=params if approved else None,
+        reasoning=reasoning,
+        evidence=evidence,
+        confidence=confidence,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        external_ref=external_ref,
+        policy_outcome=route.outcome,
+        policy_rule=route.rule,
+        policy_explanation=route.explanation,
+        risk=route.risk,
+        bulk_allowed=route.bulk,
+        anomalies=notes,
+        required_approvals=route.approvals,
+        behaviour_version=version.number if version else None,
+        created_at=now,
+        updated_at=now,
+        expires_at=now + route.ttl if pending else None,
+        decided_at=now if not pending else None,
+    )
+
+
+def submitted_data(
+    *,
+    decision: Decision,
+    key: AgentKey | None,
+    route: policy.Route,
+    canonicalised: dict | None,
+    standing,
+    channel: str,
+) -> dict:
+    """The data of a new decision's `decision.submitted` audit event."""
+    return {
+        "action": decision.action_type.key,
+        "status": decision.status,
+        "params": decision.params,
+        "evidence": decision.evidence,
+        "reasoning": decision.reasoning,
+        "confidence": decision.confidence,
+        "policy": {
+            "outcome": route.outcome,
+            "rule": route.rule,
+            "explanation": route.explanation,
+        },
+        "risk": route.risk,
+        "required_approvals": route.approvals,
+        "behaviour_version": decision.behaviour_version,
+        "key_id": key.pk if key else None,
+        "channel": channel,
+        **({"canonicalised": canonicalised} if canonicalised else {}),
+        **({"standing_approval": str(standing.pk)} if standing else {}),
+    }

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
 from agents.models import ActionType, Agent, AgentKey, Grant
@@ -23,6 +23,7 @@ from approvals import anomalies, policy, ratelimit, scope
 from approvals.models import Decision
 from audit.services import audit_record
 
+from . import ingest
 from ._common import ApprovalRefused
 from .creation import _decision_store, routed
 
@@ -78,6 +79,11 @@ class Draft:
     route: policy.Route | None = None
     notes: list = field(default_factory=list)
     routed_at: object = None
+    # When the hourly counter counted this submission (so a replay can take it back).
+    counted_at: object = None
+    # One statement stores the decision and finds a used idempotency key
+    # (ingest.decision_insert); else the ORM path, after looking for a replay first.
+    replay_at_insert: bool = False
 
 
 def check_grant(draft: Draft) -> None:
@@ -103,12 +109,12 @@ def check_suspension(draft: Draft) -> None:
 def check_rate_limit(draft: Draft) -> None:
     """The grant's hourly limit has room; this submission is counted."""
     grant = draft.grant
+    now = timezone.now()
     retry_after = ratelimit.check_and_count(
-        agent=draft.agent,
-        action_type=draft.action_type,
-        limit=grant.limit_per_hour,
-        now=timezone.now(),
+        agent=draft.agent, action_type=draft.action_type, limit=grant.limit_per_hour, now=now
     )
+    if grant.limit_per_hour:
+        draft.counted_at = now
     if retry_after is not None:
         raise SubmissionRefused(
             "rate_limited",
@@ -180,26 +186,54 @@ def check_policy(draft: Draft) -> None:
     )
 
 
+class _KeyUsed(Exception):
+    """The insert found this agent's idempotency key already used."""
+
+
 def create(draft: Draft) -> Decision:
     """Store the decision, then answer the anomaly signals (and a denial's)."""
-    decision = _decision_store(
-        agent=draft.agent,
-        action_type=draft.action_type,
-        key=draft.key,
-        params=draft.params,
-        reasoning=draft.reasoning,
-        evidence=draft.evidence,
-        confidence=draft.confidence,
-        idempotency_key=draft.idempotency_key,
-        request_hash=draft.request_hash,
-        external_ref=draft.external_ref,
-        canonicalised=draft.originals,
-        version=draft.version,
-        route=draft.route,
-        notes=draft.notes,
-        now=draft.routed_at,
-        channel=draft.channel,
-    )
+    stored = None
+    if draft.replay_at_insert:
+        stored = ingest.decision_insert(
+            agent=draft.agent,
+            action_type=draft.action_type,
+            key=draft.key,
+            params=draft.params,
+            reasoning=draft.reasoning,
+            evidence=draft.evidence,
+            confidence=draft.confidence,
+            idempotency_key=draft.idempotency_key,
+            request_hash=draft.request_hash,
+            external_ref=draft.external_ref,
+            canonicalised=draft.originals,
+            version=draft.version,
+            route=draft.route,
+            notes=draft.notes,
+            now=draft.routed_at,
+            channel=draft.channel,
+        )
+        if stored is None:
+            raise _KeyUsed
+    if stored is None or stored is ingest.STANDING_FOUND:
+        stored = _decision_store(
+            agent=draft.agent,
+            action_type=draft.action_type,
+            key=draft.key,
+            params=draft.params,
+            reasoning=draft.reasoning,
+            evidence=draft.evidence,
+            confidence=draft.confidence,
+            idempotency_key=draft.idempotency_key,
+            request_hash=draft.request_hash,
+            external_ref=draft.external_ref,
+            canonicalised=draft.originals,
+            version=draft.version,
+            route=draft.route,
+            notes=draft.notes,
+            now=draft.routed_at,
+            channel=draft.channel,
+        )
+    decision = stored
     agent, signals = draft.agent, draft.signals
     watched = bool(agent.anomaly_rules or draft.action_type.anomaly_rules)
     if watched and decision.status == Decision.Status.DENIED:
@@ -313,6 +347,42 @@ def _replay(*, agent: Agent, idempotency_key: str | None, request_hash: str) -> 
     return original
 
 
+def _replay_at_insert(agent: Agent, action: str) -> bool:
+    """Whether the idempotency check can wait for the insert (ingest.decision_insert):
+    on PostgreSQL, for an agent and action no anomaly rule watches. Then the steps run
+    before the replay is known, and the only trace they leave is the hourly count, which
+    a replay takes back. Anomaly rules read and write state of their own, so a watched
+    submission looks for its replay first, as every submission once did."""
+    if agent.anomaly_rules or connections[Decision.objects.db].vendor != "postgresql":
+        return False
+    grant = scope.grant_for(agent=agent, action_key=action)
+    return grant is None or not grant.action_type.anomaly_rules
+
+
+def _replay_after_steps(draft: Draft) -> Submission | None:
+    """The original decision of a replay found after the steps ran, or None if the key
+    is unused. A replay uses none of the hourly limit, so the count is taken back, also
+    when the body differs (refused, 409, as before)."""
+    try:
+        original = _replay(
+            agent=draft.agent,
+            idempotency_key=draft.idempotency_key,
+            request_hash=draft.request_hash,
+        )
+    except SubmissionRefused:
+        _uncount(draft)
+        raise
+    if original is None:
+        return None
+    _uncount(draft)
+    return Submission(original, created=False)
+
+
+def _uncount(draft: Draft) -> None:
+    if draft.counted_at is not None:
+        ratelimit.uncount(agent=draft.agent, action_type=draft.action_type, now=draft.counted_at)
+
+
 def decision_submit(
     *,
     key: AgentKey,
@@ -328,7 +398,8 @@ def decision_submit(
     """The submission pipeline after the transport's steps: PIPELINE, in order.
 
     A refusal raises SubmissionRefused. A replayed idempotency key returns the
-    original decision (created=False), even when a check would refuse it now.
+    original decision (created=False), even when a check would refuse it now, and
+    counts nothing against the hourly limit.
     """
     evidence = evidence or {}
     request_hash = request_fingerprint(
@@ -340,35 +411,47 @@ def decision_submit(
         external_ref=external_ref,
     )
     agent = key.agent
-    # Replays return the original before any check runs, so an agent retrying after a
+    draft = Draft(
+        agent=agent,
+        key=key,
+        action=action,
+        params=params,
+        reasoning=reasoning,
+        evidence=evidence,
+        confidence=confidence,
+        idempotency_key=idempotency_key,
+        external_ref=external_ref,
+        request_hash=request_hash,
+        channel=channel,
+        now=timezone.now(),
+        replay_at_insert=_replay_at_insert(agent, action),
+    )
+    # Replays return the original rather than a refusal, so an agent retrying after a
     # timeout gets its decision back even if its grant or limit would refuse it now.
-    original = _replay(agent=agent, idempotency_key=idempotency_key, request_hash=request_hash)
-    if original is not None:
-        return Submission(original, created=False)
+    # Most submissions are new: unless anomaly rules watch them, the insert itself
+    # finds a used key (ON CONFLICT), and a refused one looks for its replay then.
+    if not draft.replay_at_insert:
+        original = _replay(agent=agent, idempotency_key=idempotency_key, request_hash=request_hash)
+        if original is not None:
+            return Submission(original, created=False)
     try:
-        decision = _run_pipeline(
-            Draft(
-                agent=agent,
-                key=key,
-                action=action,
-                params=params,
-                reasoning=reasoning,
-                evidence=evidence,
-                confidence=confidence,
-                idempotency_key=idempotency_key,
-                external_ref=external_ref,
-                request_hash=request_hash,
-                channel=channel,
-                now=timezone.now(),
-            )
-        )
+        decision = _run_pipeline(draft)
+    except _KeyUsed:
+        replayed = _replay_after_steps(draft)
+        if replayed is None:
+            raise RuntimeError("the idempotency key was used, but its decision is gone") from None
+        return replayed
     except IntegrityError:
         # A concurrent submission with the same key committed first.
-        original = _replay(agent=agent, idempotency_key=idempotency_key, request_hash=request_hash)
-        if original is None:
+        replayed = _replay_after_steps(draft)
+        if replayed is None:
             raise
-        return Submission(original, created=False)
+        return replayed
     except SubmissionRefused as refusal:
+        if draft.replay_at_insert:
+            replayed = _replay_after_steps(draft)
+            if replayed is not None:
+                return replayed
         if refusal.audit_event:
             with transaction.atomic():
                 audit_record(

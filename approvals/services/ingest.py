@@ -1,0 +1,168 @@
+"""A new decision and its audit event in one SQL statement (PostgreSQL).
+
+The submission pipeline's hot path: where the ORM path (creation._decision_store) takes
+BEGIN, INSERT decision, INSERT audit event and COMMIT, this sends one statement:
+
+    WITH d AS (INSERT INTO decision ... ON CONFLICT (agent, idempotency_key) DO NOTHING
+               RETURNING risk_rank),
+         a AS (INSERT INTO audit event ... SELECT ... FROM d)
+    SELECT (SELECT risk_rank FROM d)
+
+One statement is one transaction, so the audit event is written if and only if the
+decision is. The columns are the ones the ORM would insert, prepared by the models' own
+fields (pre_save, get_db_prep_save), and the audit event's are audit_fields', which
+audit_record inserts too; the SQL is built once per process.
+
+An idempotency key already used by this agent inserts nothing (the caller then reads the
+original). Where a standing approval could stand in for the reviewer, the statement
+inserts only if the agent holds no live standing approval for the action; if it holds
+one, nothing is inserted and the caller takes the transactional path, which matches the
+condition and claims a use.
+"""
+
+from django.db import connections
+from django.db.models import Model
+
+from agents.models import ActionType, Agent, AgentKey
+from approvals import policy
+from approvals.models import Decision, StandingApproval
+from audit.models import AuditEvent
+from audit.services import audit_fields
+
+from ._common import enqueue_release, notify
+from .creation import decision_row, standing_eligible, status_for, submitted_data
+
+STANDING_FOUND = object()  # a live standing approval may apply: take the transactional path
+
+
+def _insert_fields(model: type[Model]) -> list:
+    return [
+        field
+        for field in model._meta.concrete_fields
+        if not field.generated and field is not model._meta.auto_field
+    ]
+
+
+_DECISION_FIELDS = _insert_fields(Decision)
+_AUDIT_FIELDS = _insert_fields(AuditEvent)
+
+
+def _columns(fields) -> str:
+    return ", ".join(f'"{field.column}"' for field in fields)
+
+
+def _placeholders(fields) -> str:
+    return ", ".join("%s" for _ in fields)
+
+
+_STANDING_LIVE = (
+    f'SELECT EXISTS (SELECT 1 FROM "{StandingApproval._meta.db_table}" s '
+    'WHERE s."agent_id" = %s AND s."action_type_id" = %s AND s."revoked_at" IS NULL '
+    'AND s."starts_at" <= %s AND s."ends_at" > %s AND s."used_count" < s."max_count") AS found'
+)
+
+
+def _statement(*, standing_check: bool) -> str:
+    guard = "WHERE NOT (SELECT found FROM s) " if standing_check else ""
+    return (
+        "WITH "
+        + (f"s AS ({_STANDING_LIVE}), " if standing_check else "")
+        + f'd AS (INSERT INTO "{Decision._meta.db_table}" ({_columns(_DECISION_FIELDS)}) '
+        f"SELECT {_placeholders(_DECISION_FIELDS)} {guard}"
+        'ON CONFLICT ("agent_id", "idempotency_key") WHERE "idempotency_key" IS NOT NULL '
+        'DO NOTHING RETURNING "risk_rank"), '
+        f'a AS (INSERT INTO "{AuditEvent._meta.db_table}" ({_columns(_AUDIT_FIELDS)}) '
+        f"SELECT {_placeholders(_AUDIT_FIELDS)} FROM d) "
+        "SELECT (SELECT risk_rank FROM d)"
+        + (", (SELECT found FROM s)" if standing_check else ", false")
+    )
+
+
+_SQL = {check: _statement(standing_check=check) for check in (False, True)}
+
+
+def _prepared(instance: Model, fields, connection) -> list:
+    return [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
+
+
+def decision_insert(
+    *,
+    agent: Agent,
+    action_type: ActionType,
+    key: AgentKey | None,
+    params: dict,
+    reasoning: str,
+    evidence: dict,
+    confidence: float | None,
+    idempotency_key: str | None,
+    request_hash: str,
+    external_ref: str,
+    canonicalised: dict | None,
+    version,
+    route: policy.Route,
+    notes: list,
+    now,
+    channel: str = "api",
+):
+    """Store a new decision with its audit event, in one statement.
+
+    Returns the decision; None if this agent already used the idempotency key; or
+    STANDING_FOUND if a standing approval may apply (nothing is stored then). An
+    approved decision is released and its agent told, as creation._decision_store does.
+    """
+    status = status_for(route)
+    standing_check = standing_eligible(
+        status=status, route=route, notes=notes, version=version, action_type=action_type
+    )
+    decision = decision_row(
+        agent=agent,
+        action_type=action_type,
+        key=key,
+        status=status,
+        standing=None,
+        params=params,
+        reasoning=reasoning,
+        evidence=evidence,
+        confidence=confidence,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        external_ref=external_ref,
+        version=version,
+        route=route,
+        notes=notes,
+        now=now,
+    )
+    event = AuditEvent(
+        **audit_fields(
+            event="decision.submitted",
+            actor=agent,
+            target=decision,
+            data=submitted_data(
+                decision=decision,
+                key=key,
+                route=route,
+                canonicalised=canonicalised,
+                standing=None,
+                channel=channel,
+            ),
+        )
+    )
+    connection = connections[Decision.objects.db]
+    values = _prepared(decision, _DECISION_FIELDS, connection)
+    if standing_check:
+        values = [agent.pk, action_type.pk, now, now, *values]
+    values += _prepared(event, _AUDIT_FIELDS, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(_SQL[standing_check], values)
+        risk_rank, standing_found = cursor.fetchone()
+    if standing_found:
+        return STANDING_FOUND
+    if risk_rank is None:
+        return None
+    decision.risk_rank = risk_rank
+    decision._state.adding = False
+    decision._state.db = connection.alias
+    if status == Decision.Status.APPROVED:
+        enqueue_release(decision)
+        notify(decision, "approved")
+    return decision
