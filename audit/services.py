@@ -68,6 +68,34 @@ def audit_record(
     )
 
 
+def audit_row(
+    *,
+    event: str,
+    target: models.Model | None = None,
+    data: dict | None = None,
+    actor: Any = None,
+    created_at=None,
+) -> dict:
+    """The columns and values of the event `audit_record` would insert, for a service that
+    inserts it in the same SQL statement as the change it records (one round trip). That
+    statement is its own transaction, or part of the caller's: the event still commits
+    or rolls back with the change. `data` is JSON text, for a `::jsonb` placeholder."""
+    fields = _actor_fields(actor)
+    user = fields.pop("actor_user", None)
+    return {
+        "created_at": created_at or timezone.now(),
+        "event": event,
+        "actor_kind": fields["actor_kind"],
+        "actor_label": fields["actor_label"],
+        "actor_user_id": user.pk if user is not None else None,
+        "target_type": target._meta.label_lower if target is not None else "",
+        "target_id": str(target.pk) if target is not None else "",
+        "data": json.dumps(data or {}, cls=DjangoJSONEncoder),
+        "prev_hash": "",
+        "hash": "",
+    }
+
+
 # --- the hash chain ------------------------------------------------------------------
 
 SEAL_LOCK = 0x61697370  # pg advisory lock key: one sealer at a time
