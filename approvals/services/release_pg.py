@@ -13,6 +13,7 @@ SQLite (the dev mode without DATABASE_URL) has no data-modifying CTEs; there
 release.py uses the ORM for the claim and the record too.
 """
 
+import functools
 import json
 import uuid
 from dataclasses import dataclass
@@ -51,13 +52,22 @@ def _columns(model, alias: str) -> str:
     return ", ".join(f"{alias}.{_q(f.column)}" for f in model._meta.concrete_fields)
 
 
-def _instance(model, values: list):
-    """A model instance from raw column values, through the fields' own converters (JSON
+@functools.cache
+def _converters(model) -> list[tuple]:
+    """Each concrete field's column and the converters a queryset would apply to it (JSON
     columns come back as text from Django's PostgreSQL backend)."""
-    converted = []
-    for field, value in zip(model._meta.concrete_fields, values, strict=True):
+    out = []
+    for field in model._meta.concrete_fields:
         col = field.get_col(model._meta.db_table)
-        for converter in connection.ops.get_db_converters(col) + col.get_db_converters(connection):
+        out.append((col, connection.ops.get_db_converters(col) + col.get_db_converters(connection)))
+    return out
+
+
+def _instance(model, values: list):
+    """A model instance from raw column values, converted as a queryset would."""
+    converted = []
+    for (col, converters), value in zip(_converters(model), values, strict=True):
+        for converter in converters:
             value = converter(value, col, connection)
         converted.append(value)
     return model.from_db(connection.alias, None, converted)
@@ -80,6 +90,7 @@ class Claimed:
     stopped: bool
 
 
+@functools.cache
 def _claim_sql() -> str:
     decision, audit = _q(Decision._meta.db_table), _q(AuditEvent._meta.db_table)
     models = ((Decision, "c"), (Agent, "a"), (ActionType, "t"), (AgentKey, "k"), (Grant, "g"))
@@ -151,6 +162,7 @@ def claim(*, decision_id: uuid.UUID, now, lease_until, taken_over_before) -> Cla
     return Claimed(decision=decision, key=key, grant=grant, stopped=bool(stopped))
 
 
+@functools.cache
 def _record_sql() -> str:
     decision, audit = _q(Decision._meta.db_table), _q(AuditEvent._meta.db_table)
     attempt = _q(ReleaseAttempt._meta.db_table)
