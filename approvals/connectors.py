@@ -32,7 +32,9 @@ TIMEOUT_SECONDS = 10
 USER_AGENT = "aispm-release/1"
 # Keep-alive: idle connections kept per target, for how long, and how much of a
 # response body is read past the excerpt so that its connection can be used again.
-POOL_PER_TARGET = 4
+# A release worker with a thread pool (AISPM_RELEASE_QUEUE) runs up to --concurrency
+# releases to one target at once: keep as many, or each extra one reconnects.
+POOL_PER_TARGET = 16
 POOL_IDLE_SECONDS = 30
 POOL_DRAIN_BYTES = 64 * 1024
 

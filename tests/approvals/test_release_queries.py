@@ -16,7 +16,9 @@ from agents.models import Grant
 from approvals import services, tasks
 from approvals.models import Decision, ReleaseAttempt
 from audit.models import AuditEvent
-from tests.approvals.test_release import SECRET, approved, receiver, run, world  # noqa: F401
+from tests.approvals.test_release import SECRET, approved, run
+from tests.factories import UserFactory, payer_world
+from tests.receiver import Receiver
 
 pytestmark = pytest.mark.django_db
 
@@ -24,6 +26,18 @@ pytestmark = pytest.mark.django_db
 # reads, then the attempt, a transition and a re-read, two audit events, an agent load).
 # Now: one statement claims, audits and reads what the re-check needs; one records.
 RELEASE_QUERIES = 2
+
+
+@pytest.fixture
+def receiver():
+    server = Receiver().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def world(receiver):
+    return payer_world(url=receiver.url, secret=SECRET, owner=UserFactory(username="owner"))
 
 
 @pytest.fixture(autouse=True)
