@@ -177,9 +177,15 @@ def _connect(addresses: tuple[IPAddress, ...], port: int, timeout: float) -> soc
     error: OSError | None = None
     for address in addresses:
         try:
-            return socket.create_connection((str(address), port), timeout)
+            sock = socket.create_connection((str(address), port), timeout)
         except OSError as exc:
             error = exc
+            continue
+        # As http.client's own connect() does: a request goes out in two writes
+        # (headers, body), and on a kept-alive connection Nagle would hold the second
+        # until the receiver's delayed ACK (~40 ms) came back.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
     raise error
 
 
