@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 
 from aispm_site.celery import app as celery_app
+from approvals import tasks
 from approvals.models import Decision, ReleaseAttempt
 from audit.models import AuditEvent
 from tests.factories import payer_world
@@ -34,18 +35,29 @@ def world(receiver):
     return payer_world(url=receiver.url, secret=SECRET)
 
 
+def _route(routes) -> str:
+    """Publish with `routes` from now on; return where a release goes now."""
+    celery_app.conf.task_routes = routes
+    celery_app.amqp.flush_routes()
+    vars(celery_app.amqp).pop("router", None)  # the cached router holds the old table
+    return celery_app.amqp.router.route({}, tasks.release_decision.name)["queue"].name
+
+
 @pytest.fixture(autouse=True)
 def routed_here():
     """This process publishes the releases it enqueues to QUEUE, as with the setting."""
     saved = celery_app.conf.task_routes
-    celery_app.conf.task_routes = {
-        "approvals.tasks.release_decision": {"queue": QUEUE},
-        "approvals.tasks.notify_agent": {"queue": QUEUE},
-    }
-    celery_app.amqp.flush_routes()
+    assert (
+        _route(
+            {
+                "approvals.tasks.release_decision": {"queue": QUEUE},
+                "approvals.tasks.notify_agent": {"queue": QUEUE},
+            }
+        )
+        == QUEUE
+    )
     yield
-    celery_app.conf.task_routes = saved
-    celery_app.amqp.flush_routes()
+    assert _route(saved) == "celery"
 
 
 def test_a_thread_pool_worker_releases_each_decision_once_with_its_audit_trail(
