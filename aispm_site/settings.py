@@ -5,6 +5,7 @@ message naming the variable. See README.md ("Configuration") for the contract.
 """
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -298,6 +299,21 @@ AISPM_RELEASE_MAX_ATTEMPTS = env_int("AISPM_RELEASE_MAX_ATTEMPTS", 5, minimum=1)
 AISPM_RELEASE_BACKOFF_SECONDS = env_int("AISPM_RELEASE_BACKOFF_SECONDS", 2, minimum=1)
 AISPM_RELEASE_LEASE_SECONDS = env_int("AISPM_RELEASE_LEASE_SECONDS", 120, minimum=1)
 AISPM_RELEASE_SWEEP_AFTER_SECONDS = env_int("AISPM_RELEASE_SWEEP_AFTER_SECONDS", 60, minimum=1)
+# Releases and agent callbacks wait on PostgreSQL and on HTTP, not on the CPU: a worker
+# with a thread pool (`-Q <queue> --pool threads --concurrency 16`) overlaps the waits
+# that a prefork process spends idle. Set this to route them to that worker's queue;
+# unset, they go to the default queue with every other task.
+AISPM_RELEASE_QUEUE = env_str("AISPM_RELEASE_QUEUE", "")
+_QUEUE_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+if AISPM_RELEASE_QUEUE and not re.fullmatch(_QUEUE_NAME, AISPM_RELEASE_QUEUE):
+    raise ImproperlyConfigured(
+        "AISPM_RELEASE_QUEUE must be a queue name: letters, digits, '.', '_' or '-'."
+    )
+if AISPM_RELEASE_QUEUE:
+    CELERY_TASK_ROUTES = {
+        "approvals.tasks.release_decision": {"queue": AISPM_RELEASE_QUEUE},
+        "approvals.tasks.notify_agent": {"queue": AISPM_RELEASE_QUEUE},
+    }
 # Keys: rotation overlap, expiry warning, maximum age.
 AISPM_KEY_ROTATION_OVERLAP_HOURS = env_int("AISPM_KEY_ROTATION_OVERLAP_HOURS", 24, minimum=0)
 AISPM_KEY_EXPIRY_WARNING_DAYS = env_int("AISPM_KEY_EXPIRY_WARNING_DAYS", 14, minimum=1)

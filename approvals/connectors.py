@@ -32,7 +32,9 @@ TIMEOUT_SECONDS = 10
 USER_AGENT = "aispm-release/1"
 # Keep-alive: idle connections kept per target, for how long, and how much of a
 # response body is read past the excerpt so that its connection can be used again.
-POOL_PER_TARGET = 4
+# A release worker with a thread pool (AISPM_RELEASE_QUEUE) runs up to --concurrency
+# releases to one target at once: keep as many, or each extra one reconnects.
+POOL_PER_TARGET = 16
 POOL_IDLE_SECONDS = 30
 POOL_DRAIN_BYTES = 64 * 1024
 
@@ -175,9 +177,15 @@ def _connect(addresses: tuple[IPAddress, ...], port: int, timeout: float) -> soc
     error: OSError | None = None
     for address in addresses:
         try:
-            return socket.create_connection((str(address), port), timeout)
+            sock = socket.create_connection((str(address), port), timeout)
         except OSError as exc:
             error = exc
+            continue
+        # As http.client's own connect() does: a request goes out in two writes
+        # (headers, body), and on a kept-alive connection Nagle would hold the second
+        # until the receiver's delayed ACK (~40 ms) came back.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
     raise error
 
 

@@ -82,6 +82,30 @@ def audit_fields(
     }
 
 
+def audit_row(
+    *,
+    event: str,
+    target: models.Model | None = None,
+    data: dict | None = None,
+    actor: Any = None,
+    created_at=None,
+) -> dict:
+    """The columns and values of the event `audit_record` would insert, for a service that
+    inserts it in the same SQL statement as the change it records (one round trip). That
+    statement is its own transaction, or part of the caller's: the event still commits
+    or rolls back with the change. `data` is JSON text, for a `::jsonb` placeholder."""
+    fields = audit_fields(event=event, actor=actor, target=target, data=data)
+    user = fields.pop("actor_user", None)
+    return {
+        **fields,
+        "created_at": created_at or fields["created_at"],
+        "actor_user_id": user.pk if user is not None else None,
+        "data": json.dumps(fields["data"]),
+        "prev_hash": "",
+        "hash": "",
+    }
+
+
 # --- the hash chain ------------------------------------------------------------------
 
 SEAL_LOCK = 0x61697370  # pg advisory lock key: one sealer at a time

@@ -5,7 +5,8 @@ environment. This script then, in one process:
 
 1. creates a reviewer, two webhook action types, an agent, its grants, key and policy
    with the services;
-2. starts a loopback receiver and one `celery worker --pool prefork --concurrency C`;
+2. starts a loopback receiver and one `celery worker --pool P --concurrency C` (threads 8
+   unless POOL and CONCURRENCY say otherwise);
 3. (a) latency: N times, creates a pending decision, approves it with decision_approve
    (which commits and enqueues after commit) and times from decision_approve returning
    to the receiver reading the request; one decision at a time, after WARMUP unmeasured;
@@ -63,8 +64,10 @@ LATENCY_N = int(os.environ.get("LATENCY_N", "200"))
 WARMUP = int(os.environ.get("WARMUP", "10"))
 THROUGHPUT_N = int(os.environ.get("THROUGHPUT_N", "2000"))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
-CONCURRENCY = int(os.environ.get("CONCURRENCY", "2"))
-POOL = os.environ.get("POOL", "prefork")  # or threads, for I/O-bound releases
+# The release worker README.md recommends (AISPM_RELEASE_QUEUE): a thread pool, since a
+# release waits on PostgreSQL and the receiver. POOL=prefork CONCURRENCY=2 for the default.
+CONCURRENCY = int(os.environ.get("CONCURRENCY", "8"))
+POOL = os.environ.get("POOL", "threads")
 TIMEOUT = float(os.environ.get("TIMEOUT", "900"))
 MIXED_RATE = float(os.environ.get("MIXED_RATE", "200"))
 MIXED_SECONDS = float(os.environ.get("MIXED_SECONDS", "60"))
@@ -86,6 +89,10 @@ class Receiver:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as most webhook receivers
+            # It replies in two writes (headers, body); without TCP_NODELAY the second
+            # waits ~40 ms for the client's delayed ACK, for floor and aispm alike,
+            # which capped both at ~22 releases a second per worker process.
+            disable_nagle_algorithm = True
 
             def do_POST(self):  # noqa: N802 - http.server's naming
                 arrived = time.perf_counter()

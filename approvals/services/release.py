@@ -3,6 +3,7 @@ record the attempt, retry with backoff, and sweep up releases nobody finished.""
 
 import logging
 import random
+import uuid
 from datetime import timedelta
 
 from django.conf import settings
@@ -18,6 +19,7 @@ from approvals import canaries, connectors, scope, tasks
 from approvals.models import Decision, ReleaseAttempt
 from audit.services import audit_record
 
+from . import release_pg
 from ._common import LEASE_TOLERANCE, DecisionConflict, _transition, effective_params, notify
 
 log = logging.getLogger("approvals.tasks")
@@ -38,16 +40,13 @@ def decision_release(*, decision_id: str) -> str:
     the claim does nothing, so duplicate deliveries of a task are harmless.
     """
     bind_decision_id(decision_id)
-    decision = (
-        Decision.objects.select_related("agent", "action_type").filter(pk=decision_id).first()
-    )
-    if decision is None:
-        return "missing"
     try:
-        decision = decision_release_claim(decision=decision)
-    except DecisionConflict:
-        return "not claimable"
-    reason = release_blocker(decision)
+        pk = uuid.UUID(str(decision_id))
+    except ValueError:
+        return "missing"
+    decision, reason = _claim_and_check(pk)
+    if decision is None:
+        return reason
     if reason:
         decision_block(decision=decision, reason=reason)
         return "blocked"
@@ -83,6 +82,42 @@ def decision_release(*, decision_id: str) -> str:
 
 def _release_lease() -> timedelta:
     return timedelta(seconds=settings.AISPM_RELEASE_LEASE_SECONDS)
+
+
+def _claim_and_check(pk: uuid.UUID) -> tuple[Decision | None, str]:
+    """Claim the decision and re-check it: (the claimed decision, why it must not be
+    released or ""), or (None, "missing" / "not claimable").
+
+    On PostgreSQL the claim, its audit event and every read of the re-check are one
+    statement (release_pg); elsewhere the ORM does the same in several."""
+    if release_pg.supported():
+        now = timezone.now()
+        claimed = release_pg.claim(
+            decision_id=pk,
+            now=now,
+            lease_until=now + _release_lease(),
+            taken_over_before=now + LEASE_TOLERANCE,
+        )
+        if claimed is None:
+            exists = Decision.objects.filter(pk=pk).exists()
+            return None, "not claimable" if exists else "missing"
+        decision = claimed.decision
+        reason = _blocker(
+            decision,
+            stopped=claimed.stopped,
+            agent=decision.agent,
+            key=claimed.key,
+            grant=claimed.grant,
+        )
+        return decision, reason or ""
+    decision = Decision.objects.select_related("agent", "action_type").filter(pk=pk).first()
+    if decision is None:
+        return None, "missing"
+    try:
+        decision = decision_release_claim(decision=decision)
+    except DecisionConflict:
+        return None, "not claimable"
+    return decision, release_blocker(decision) or ""
 
 
 def decision_release_claim(*, decision: Decision) -> Decision:
@@ -135,6 +170,26 @@ def decision_release_record(
     """
     now = timezone.now()
     result = _attempt_result(delivery)
+    if delivery.succeeded and release_pg.supported():
+        # The common case, in one statement: the attempt, released, and both events.
+        if not release_pg.record_released(
+            decision=decision,
+            delivery=delivery,
+            connector=connector,
+            started_at=started_at,
+            result=result,
+            now=now,
+        ):
+            decision.refresh_from_db()
+            raise DecisionConflict(
+                f"Decision is {decision.status}, so it cannot become released.",
+                decision=decision,
+            )
+        decision.status, decision.updated_at = Decision.Status.RELEASED, now
+        decision.release_result, decision.released_at = result, now
+        decision.release_lease_until = None
+        notify(decision, "released")
+        return decision
     with transaction.atomic():
         ReleaseAttempt.objects.create(
             decision=decision,
@@ -220,20 +275,37 @@ def release_blocker(decision: Decision) -> str | None:
     """Why this decision must not be released now, checked just before acting."""
     if decision.canary:
         return canaries.BLOCK_REASON
-    if global_stop_engaged():
-        return "The global stop is engaged."
-    agent = Agent.objects.get(pk=decision.agent_id)
-    if not agent.is_active:
-        return f"The agent {agent.slug} is suspended."
+    key = None
     if decision.key_id is not None:
         key = AgentKey.objects.filter(pk=decision.key_id).first()
-        if key is None or key.state_at(timezone.now()) == AgentKey.State.REVOKED:
-            return "The key that submitted this decision has been revoked."
     grant = (
         Grant.objects.select_related("action_type")
         .filter(agent_id=decision.agent_id, action_type_id=decision.action_type_id)
         .first()
     )
+    return _blocker(
+        decision,
+        stopped=global_stop_engaged(),
+        agent=Agent.objects.get(pk=decision.agent_id),
+        key=key,
+        grant=grant,
+    )
+
+
+def _blocker(
+    decision: Decision, *, stopped: bool, agent: Agent, key: AgentKey | None, grant: Grant | None
+) -> str | None:
+    """The re-check, on rows read after the claim: canary, global stop, agent, key, grant
+    and the grant's constraint on the params to release."""
+    if decision.canary:
+        return canaries.BLOCK_REASON
+    if stopped:
+        return "The global stop is engaged."
+    if not agent.is_active:
+        return f"The agent {agent.slug} is suspended."
+    revoked = key is None or key.state_at(timezone.now()) == AgentKey.State.REVOKED
+    if decision.key_id is not None and revoked:
+        return "The key that submitted this decision has been revoked."
     if grant is None:
         return f"The agent's grant for {decision.action_type.key} has been removed."
     verdict = scope.check_constraint(

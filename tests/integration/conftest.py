@@ -170,16 +170,26 @@ class Celery:
     def logs(self) -> str:
         return "\n".join(process.log() for process in self.processes)
 
-    def worker(self, *, broker: str | None = None, concurrency: int = 1, **env) -> Process:
-        """Start a prefork worker and return once it answers a ping."""
+    def worker(
+        self,
+        *,
+        broker: str | None = None,
+        concurrency: int = 1,
+        pool: str = "prefork",
+        queues: str = "",
+        **env,
+    ) -> Process:
+        """Start a worker (prefork unless told; on the default queue unless `queues`)
+        and return once it answers a ping."""
         broker = broker or self.broker
         nodename = f"itest-{uuid.uuid4().hex[:8]}@%h"
         process = self._start(
             "worker",
             [
                 *(sys.executable, "-m", "celery", "-A", "aispm_site", "worker"),
-                *("-l", "warning", "--pool", "prefork", "--concurrency", str(concurrency)),
+                *("-l", "warning", "--pool", pool, "--concurrency", str(concurrency)),
                 *("-n", nodename, "--without-mingle", "--without-gossip", "--without-heartbeat"),
+                *(("-Q", queues) if queues else ()),
             ],
             self._env(broker, env),
         )

@@ -107,3 +107,37 @@ def test_a_redis_broker_url_turns_eager_tasks_off():
 
     assert values["eager"] is False
     assert values["broker"] == "redis://127.0.0.1:6379/0"
+
+
+ROUTES = """
+import json
+import django
+from django.conf import settings
+django.setup()
+from aispm_site.celery import app
+from approvals import tasks
+print(json.dumps({
+    name: app.amqp.router.route({}, name)["queue"].name
+    for name in (tasks.release_decision.name, tasks.notify_agent.name, tasks.sweep_releases.name)
+}))
+"""
+
+
+def test_releases_and_callbacks_go_to_the_release_queue_when_one_is_set():
+    default = run_django(ROUTES, SECRET_KEY=SECRET)
+    assert default.returncode == 0, default.stderr
+    assert set(json.loads(default.stdout.strip().splitlines()[-1]).values()) == {"celery"}
+    routed = run_django(ROUTES, SECRET_KEY=SECRET, AISPM_RELEASE_QUEUE="release")
+    assert routed.returncode == 0, routed.stderr
+    assert json.loads(routed.stdout.strip().splitlines()[-1]) == {
+        "approvals.tasks.release_decision": "release",
+        "approvals.tasks.notify_agent": "release",
+        "approvals.tasks.sweep_releases": "celery",
+    }
+
+
+@pytest.mark.parametrize("name", ["a b", "-q", "x" * 65, "rel\nease", "=cmd"])
+def test_it_refuses_a_release_queue_that_is_not_a_queue_name(name):
+    assert_fails_naming(
+        run_django(SECRET_KEY=SECRET, AISPM_RELEASE_QUEUE=name), "AISPM_RELEASE_QUEUE"
+    )
