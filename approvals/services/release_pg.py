@@ -24,20 +24,11 @@ from django.db import connection
 from agents.models import ActionType, Agent, AgentKey, GlobalStop, Grant
 from approvals.models import Decision, ReleaseAttempt
 from audit.models import AuditEvent
-from audit.services import audit_row
+from audit.services import CHAIN_FIELDS, audit_row
 
-AUDIT_COLUMNS = (
-    "created_at",
-    "event",
-    "actor_kind",
-    "actor_label",
-    "actor_user_id",
-    "target_type",
-    "target_id",
-    "data",
-    "prev_hash",
-    "hash",
-)
+# What an inserted event carries: the chain's fields but the ones the database and the
+# sealer assign.
+AUDIT_COLUMNS = tuple(c for c in CHAIN_FIELDS if c not in ("id", "seq"))
 
 
 def supported() -> bool:

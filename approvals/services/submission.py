@@ -192,47 +192,31 @@ class _KeyUsed(Exception):
 
 def create(draft: Draft) -> Decision:
     """Store the decision, then answer the anomaly signals (and a denial's)."""
+    fields = {
+        "agent": draft.agent,
+        "action_type": draft.action_type,
+        "key": draft.key,
+        "params": draft.params,
+        "reasoning": draft.reasoning,
+        "evidence": draft.evidence,
+        "confidence": draft.confidence,
+        "idempotency_key": draft.idempotency_key,
+        "request_hash": draft.request_hash,
+        "external_ref": draft.external_ref,
+        "canonicalised": draft.originals,
+        "version": draft.version,
+        "route": draft.route,
+        "notes": draft.notes,
+        "now": draft.routed_at,
+        "channel": draft.channel,
+    }
     stored = None
     if draft.replay_at_insert:
-        stored = ingest.decision_insert(
-            agent=draft.agent,
-            action_type=draft.action_type,
-            key=draft.key,
-            params=draft.params,
-            reasoning=draft.reasoning,
-            evidence=draft.evidence,
-            confidence=draft.confidence,
-            idempotency_key=draft.idempotency_key,
-            request_hash=draft.request_hash,
-            external_ref=draft.external_ref,
-            canonicalised=draft.originals,
-            version=draft.version,
-            route=draft.route,
-            notes=draft.notes,
-            now=draft.routed_at,
-            channel=draft.channel,
-        )
+        stored = ingest.decision_insert(**fields)
         if stored is None:
             raise _KeyUsed
     if stored is None or stored is ingest.STANDING_FOUND:
-        stored = _decision_store(
-            agent=draft.agent,
-            action_type=draft.action_type,
-            key=draft.key,
-            params=draft.params,
-            reasoning=draft.reasoning,
-            evidence=draft.evidence,
-            confidence=draft.confidence,
-            idempotency_key=draft.idempotency_key,
-            request_hash=draft.request_hash,
-            external_ref=draft.external_ref,
-            canonicalised=draft.originals,
-            version=draft.version,
-            route=draft.route,
-            notes=draft.notes,
-            now=draft.routed_at,
-            channel=draft.channel,
-        )
+        stored = _decision_store(**fields)
     decision = stored
     agent, signals = draft.agent, draft.signals
     watched = bool(agent.anomaly_rules or draft.action_type.anomaly_rules)
