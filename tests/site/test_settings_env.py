@@ -136,7 +136,11 @@ def test_releases_and_callbacks_go_to_the_release_queue_when_one_is_set():
     }
 
 
-@pytest.mark.parametrize("name", ["a b", "-q", "x" * 65, "rel\nease", "=cmd"])
+@pytest.mark.parametrize(
+    "name",
+    # NUL and lone surrogates cannot be put in an environment variable at all.
+    ["a b", "-q", "x" * 65, "x" * 100_000, "rel\nease", "=cmd", "\u202erelease", "rel\u200bease"],
+)
 def test_it_refuses_a_release_queue_that_is_not_a_queue_name(name):
     assert_fails_naming(
         run_django(SECRET_KEY=SECRET, AISPM_RELEASE_QUEUE=name), "AISPM_RELEASE_QUEUE"

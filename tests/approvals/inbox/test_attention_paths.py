@@ -23,6 +23,7 @@ from tests.factories import (
     UserFactory,
     reviewer,
 )
+from tests.site.test_hostile_sweep import HOSTILE, _encode
 
 pytestmark = pytest.mark.django_db
 LONG = "x" * 500
@@ -240,3 +241,26 @@ def test_a_hostile_measurement_never_blocks_an_approval(client, world, path, vie
     assert not decision.is_pending
     attention = _attention(person)
     assert attention.via == path and attention.seconds_on_screen is None
+
+
+@pytest.mark.parametrize("label", sorted(HOSTILE))
+def test_a_hostile_measurement_on_any_path_never_errors_and_is_not_measured(client, world, label):
+    """The `viewed` token is a hidden field a careless or hostile reviewer can rewrite:
+    on the chat link, edit-and-approve and the plain Approve it is ignored, not a 5xx."""
+    person, start = reviewer(), timezone.now()
+    client.force_login(person)
+    chat, edited, plain = _decide(world), _decide(world, what="edit me"), _decide(world)
+    attempts = [(links.approve_path(chat), {})]
+    for url, action, extra in [
+        (f"/inbox/{edited.pk}/edit/", f"/inbox/{edited.pk}/edit/", {"p_what": "x"}),
+        (f"/inbox/{plain.pk}/", f"/inbox/{plain.pk}/approve/", {}),
+    ]:
+        page = _open(client, url, start)
+        attempts.append((action, {"params_hash": _hidden(page, "params_hash", action), **extra}))
+    for action, fields in attempts:
+        body = _encode([*fields.items(), ("viewed", HOSTILE[label])])
+        with time_machine.travel(start + timedelta(seconds=5), tick=False):
+            response = client.post(action, body, content_type="application/x-www-form-urlencoded")
+        assert response.status_code < 500, (action, response.status_code)
+    for row in ReviewAttention.objects.filter(review__reviewer=person):
+        assert row.seconds_on_screen is None
