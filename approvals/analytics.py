@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db.models import Count, F, Q
 from django.db.models.functions import TruncHour
 
+from aispm_site import roles
 from audit.models import AuditEvent
 
 from .models import Decision, Review
@@ -20,6 +21,8 @@ from .models import Decision, Review
 SAMPLE = 20_000
 APPROVING = {Review.Verdict.APPROVE, Review.Verdict.EDIT_APPROVE}
 HIGH_RISKS = {"high", "critical"}
+# Who can tell a canary from a real decision, besides the database.
+CANARY_SIGHTED = (roles.AUDIT_PERMISSION, roles.MANAGE_AGENTS_PERMISSION)
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -45,6 +48,10 @@ class ReviewerRow:
     fast_high_risk: int = 0
     canaries_seen: int = 0
     canaries_caught: int = 0
+    # A reviewer who may also read the audit trail or manage agents can see which
+    # decisions are canaries (the trail's canary.inserted event, the export's column,
+    # the agent's canary templates): their catch rate does not measure attention.
+    sees_canaries: bool = False
     # Approvals by path (ReviewAttention.via), and those with no time on screen measured
     # (bulk approval, a forged or missing measurement, or none recorded).
     via: Counter = field(default_factory=Counter)
@@ -89,7 +96,12 @@ def reviewer_rows(*, since: datetime, fast_seconds: int) -> list[ReviewerRow]:
     rows: dict[int, ReviewerRow] = {}
     streaks: dict[int, int] = defaultdict(int)
     for review in _reviews(since):
-        row = rows.setdefault(review.reviewer_id, ReviewerRow(review.reviewer.get_username()))
+        row = rows.get(review.reviewer_id)
+        if row is None:
+            row = rows[review.reviewer_id] = ReviewerRow(
+                review.reviewer.get_username(),
+                sees_canaries=roles.has_any_perm(review.reviewer, CANARY_SIGHTED),
+            )
         decision = review.decision
         row.reviews += 1
         row.times.append((review.created_at - decision.created_at).total_seconds())

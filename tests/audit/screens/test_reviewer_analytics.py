@@ -159,3 +159,35 @@ def test_reviewers_and_strangers_do_not(client):
     assert client.get("/analytics/reviewers/").status_code == 403
     client.force_login(auditor())
     assert client.post("/analytics/reviewers/").status_code == 405
+
+
+def test_a_reviewer_who_can_see_canaries_has_their_catch_rate_marked_not_blind(client, world):
+    """A reviewer who is also an auditor can read canary.inserted in the trail (and the
+    export's canary column) before deciding: a perfect catch rate from them proves
+    nothing, so the screen says so rather than present it as attention."""
+    both, plain = reviewer(username="both"), reviewer(username="plain")
+    both.groups.add(*auditor().groups.all())
+    template = canaries.canary_template_save(
+        actor=agent_admin(),
+        agent=world["agent"],
+        action_type=world["action"],
+        params={"what": "wire everything"},
+        reasoning="r",
+    )
+    for person in (both, plain):
+        services.decision_reject(
+            decision=canaries.canary_insert(template=template), reviewer=person, reason="No"
+        )
+    rows = {
+        r.username: r
+        for r in analytics.reviewer_rows(since=timezone.now() - timedelta(hours=1), fast_seconds=10)
+    }
+    assert (rows["both"].catch_rate, rows["both"].sees_canaries) == (100, True)
+    assert (rows["plain"].catch_rate, rows["plain"].sees_canaries) == (100, False)
+
+    client.force_login(auditor())
+    page = client.get("/analytics/reviewers/").content.decode()
+    both_row = page.split('data-reviewer="both"', 1)[1].split("</tr>", 1)[0]
+    plain_row = page.split('data-reviewer="plain"', 1)[1].split("</tr>", 1)[0]
+    assert 'data-signal="not-blind"' in both_row
+    assert 'data-signal="not-blind"' not in plain_row
