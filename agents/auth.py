@@ -7,6 +7,8 @@ from django.db import connections
 from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 
+from aispm_site.db import prepared_cursor
+
 from . import keys
 from .models import Agent, AgentKey
 
@@ -42,12 +44,12 @@ def _key_by_hash(digest: str) -> AgentKey | None:
     This runs on every agent request. On PostgreSQL the driver returns the types the
     ORM starts from, and the fields' own converters finish the job, so a precompiled
     statement skips the ORM's query compilation, which profiling showed as the
-    costliest part of authentication.
+    costliest part of authentication; PostgreSQL prepares it once per connection.
     """
     connection = connections[AgentKey.objects.db]
     if connection.vendor != "postgresql":
         return AgentKey.objects.select_related("agent").filter(key_hash=digest).first()
-    with connection.cursor() as cursor:
+    with prepared_cursor(connection) as cursor:
         cursor.execute(_KEY_SQL, [digest])
         row = cursor.fetchone()
     if row is None:
@@ -71,12 +73,47 @@ def _watch_address(agent: Agent, ip: str | None) -> None:
             new_ip_respond(agent=agent, ip=ip, rule=rule)
 
 
-class AgentKeyAuthentication(authentication.BaseAuthentication):
-    """Identify the calling agent from its key, and nothing else.
+def agent_for_header(header: str, *, ip: str | None) -> tuple[Agent, AgentKey]:
+    """The agent and key that an Authorization header names, or AuthenticationFailed.
 
     A malformed key or one with a bad checksum is refused before any query; a
-    well-formed one is looked up by its SHA-256 and compared in constant time.
+    well-formed one is looked up by its SHA-256 and compared in constant time. A key
+    that authenticates records its use (at most once a minute) and, where an anomaly
+    rule watches for it, the address it came from.
     """
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    # Auth schemes are case-insensitive (RFC 9110 §11.1): "bearer" is "Bearer".
+    if scheme.lower() != "bearer" or not token:
+        raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <agent key>'.")
+    if not keys.is_well_formed(token):
+        raise exceptions.AuthenticationFailed("The key is malformed or its checksum is wrong.")
+    digest = keys.hash_key(token)
+    key = _key_by_hash(digest)
+    if key is None or not secrets.compare_digest(key.key_hash, digest):
+        raise exceptions.AuthenticationFailed("Unknown key.")
+    now = timezone.now()
+    state = key.state_at(now)
+    if state == AgentKey.State.REVOKED:
+        raise exceptions.AuthenticationFailed("The key has been revoked.")
+    if state == AgentKey.State.EXPIRED:
+        raise exceptions.AuthenticationFailed("The key has expired.")
+    _touch(key, now=now, ip=ip)
+    if key.agent.anomaly_rules:
+        _watch_address(key.agent, ip)
+    return (key.agent, key)
+
+
+def _touch(key: AgentKey, *, now, ip) -> None:
+    # At most one write a minute per key, so authentication adds no write per request.
+    if key.last_used_at is not None and now - key.last_used_at < LAST_USED_GRANULARITY:
+        return
+    AgentKey.objects.filter(pk=key.pk).update(last_used_at=now, last_used_ip=ip)
+    key.last_used_at, key.last_used_ip = now, ip
+
+
+class AgentKeyAuthentication(authentication.BaseAuthentication):
+    """Identify the calling agent from its key (agent_for_header), and nothing else."""
 
     keyword = "Bearer"
 
@@ -84,39 +121,10 @@ class AgentKeyAuthentication(authentication.BaseAuthentication):
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
             return None
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        # Auth schemes are case-insensitive (RFC 9110 §11.1): "bearer" is "Bearer".
-        if scheme.lower() != self.keyword.lower() or not token:
-            raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <agent key>'.")
-        if not keys.is_well_formed(token):
-            raise exceptions.AuthenticationFailed("The key is malformed or its checksum is wrong.")
-        digest = keys.hash_key(token)
-        key = _key_by_hash(digest)
-        if key is None or not secrets.compare_digest(key.key_hash, digest):
-            raise exceptions.AuthenticationFailed("Unknown key.")
-        now = timezone.now()
-        state = key.state_at(now)
-        if state == AgentKey.State.REVOKED:
-            raise exceptions.AuthenticationFailed("The key has been revoked.")
-        if state == AgentKey.State.EXPIRED:
-            raise exceptions.AuthenticationFailed("The key has expired.")
-        ip = _client_ip(request)
-        self._touch(key, now=now, ip=ip)
-        if key.agent.anomaly_rules:
-            _watch_address(key.agent, ip)
-        return (key.agent, key)
+        return agent_for_header(header, ip=_client_ip(request))
 
     def authenticate_header(self, request):
         return f'{self.keyword} realm="aispm"'
-
-    @staticmethod
-    def _touch(key: AgentKey, *, now, ip) -> None:
-        # At most one write a minute per key, so authentication adds no write per request.
-        if key.last_used_at is not None and now - key.last_used_at < LAST_USED_GRANULARITY:
-            return
-        AgentKey.objects.filter(pk=key.pk).update(last_used_at=now, last_used_ip=ip)
-        key.last_used_at, key.last_used_ip = now, ip
 
 
 class IsAgent(permissions.BasePermission):

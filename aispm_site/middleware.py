@@ -119,7 +119,13 @@ class ApiFastPathMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
         self.prefix = settings.AISPM_API_PREFIX
-        self.api_chain = _ApiHandler(settings.AISPM_API_MIDDLEWARE).chain
+        self.api_chain = _ApiHandler(
+            settings.AISPM_API_MIDDLEWARE,
+            {
+                (method, self.prefix + path): import_string(view)
+                for (method, path), view in settings.AISPM_API_LEAN_VIEWS.items()
+            },
+        ).chain
 
     def __call__(self, request):
         if request.path_info.startswith(self.prefix):
@@ -148,9 +154,16 @@ class ReaderLocaleMiddleware(LocaleMiddleware):
 
 class _ApiHandler(BaseHandler):
     """Django's own resolve-and-call (BaseHandler._get_response) under a short,
-    synchronous middleware list, assembled as BaseHandler.load_middleware does."""
+    synchronous middleware list, assembled as BaseHandler.load_middleware does.
 
-    def __init__(self, paths: list[str]):
+    `lean` maps (method, path) to a function that answers the common case of that
+    operation without resolving the URL or entering DRF (AISPM_API_LEAN_VIEWS); when it
+    returns None, the request is resolved and its view called as usual. Its response
+    passes through the same middleware.
+    """
+
+    def __init__(self, paths: list[str], lean: dict | None = None):
+        self.lean = lean or {}
         self._view_middleware, self._template_response_middleware = [], []
         self._exception_middleware = []
         handler = convert_exception_to_response(self._get_response)
@@ -164,6 +177,14 @@ class _ApiHandler(BaseHandler):
                 self._exception_middleware.append(instance.process_exception)
             handler = convert_exception_to_response(instance)
         self.chain = handler
+
+    def _get_response(self, request):
+        lean = self.lean.get((request.method, request.path_info))
+        if lean is not None:
+            response = lean(request)
+            if response is not None:
+                return response
+        return super()._get_response(request)
 
 
 def clear_request_context(**kwargs) -> None:

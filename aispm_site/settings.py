@@ -103,6 +103,9 @@ AISPM_API_MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
 ]
+# The agent API's busiest operation answers its common case without DRF (the view
+# answers the rest): (method, path under AISPM_API_PREFIX) -> function.
+AISPM_API_LEAN_VIEWS = {("POST", "decisions/"): "approvals.api.lean.decision_submit"}
 
 ROOT_URLCONF = "aispm_site.urls"
 WSGI_APPLICATION = "aispm_site.wsgi.application"
@@ -126,6 +129,9 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env_database("DATABASE_URL")}
+# The statements every submission runs are prepared once per connection (aispm_site.db).
+# Turn off behind PgBouncer in transaction mode before 1.21.
+AISPM_DB_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -142,29 +142,36 @@ class DecisionSubmitView(AgentAPIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         idempotency_key = _idempotency_key(request, data.get("idempotency_key"))
-        try:
-            submission = services.decision_submit(
-                key=request.auth,
-                action=data["action"],
-                params=data["params"],
-                reasoning=data["reasoning"],
-                evidence=data.get("evidence") or {},
-                confidence=data.get("confidence"),
-                idempotency_key=idempotency_key or None,
-                external_ref=data.get("external_ref", ""),
-            )
-        except services.SubmissionRefused as refusal:
-            raise api_errors.from_refusal(refusal) from None
-        decision = submission.decision
-        bind_decision_id(decision.pk)
-        if submission.created or not services.may_have_reviews(decision):
-            reviews = ()
-        else:
-            reviews = decision.reviews.select_related("reviewer").order_by("id")
-        return Response(
-            decision_representation(decision, reviews=reviews),
-            status=status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK,
+        representation, status_code = submission_response(request.auth, data, idempotency_key)
+        return Response(representation, status=status_code)
+
+
+def submission_response(key, data: dict, idempotency_key: str | None) -> tuple[dict, int]:
+    """Submit validated fields as the key's agent: (the decision's representation, 201
+    for a new decision or 200 for a replay). A refusal raises the API's error."""
+    try:
+        submission = services.decision_submit(
+            key=key,
+            action=data["action"],
+            params=data["params"],
+            reasoning=data["reasoning"],
+            evidence=data.get("evidence") or {},
+            confidence=data.get("confidence"),
+            idempotency_key=idempotency_key or None,
+            external_ref=data.get("external_ref", ""),
         )
+    except services.SubmissionRefused as refusal:
+        raise api_errors.from_refusal(refusal) from None
+    decision = submission.decision
+    bind_decision_id(decision.pk)
+    if submission.created or not services.may_have_reviews(decision):
+        reviews = ()
+    else:
+        reviews = decision.reviews.select_related("reviewer").order_by("id")
+    return (
+        decision_representation(decision, reviews=reviews),
+        status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK,
+    )
 
 
 def _idempotency_key(request, body_key: str | None) -> str | None:

@@ -29,7 +29,7 @@ from . import errors as api_errors
 from .parsers import SafeJSONParser
 
 # 19 digits reach 2^63; orjson turns an integer literal past 2^64 into a float.
-_LONG_NUMBER = re.compile(rb"\d{19}")
+LONG_NUMBER = re.compile(rb"\d{19}")
 _UTF8 = {"utf-8", "utf8"}
 
 
@@ -42,7 +42,7 @@ class FastJSONParser(SafeJSONParser):
             body = stream.read() if stream is not None else b""
         except RequestDataTooBig:
             raise api_errors.TooLarge("The body is over 256 KiB.") from None
-        if encoding.lower() in _UTF8 and not _LONG_NUMBER.search(body):
+        if encoding.lower() in _UTF8 and not LONG_NUMBER.search(body):
             try:
                 return orjson.loads(body)
             except orjson.JSONDecodeError:

@@ -20,10 +20,13 @@ one, nothing is inserted and the caller takes the transactional path, which matc
 condition and claims a use.
 """
 
+import re
+
 from django.db import connections
 from django.db.models import Model
 
 from agents.models import ActionType, Agent, AgentKey
+from aispm_site.db import prepared_cursor
 from approvals import policy
 from approvals.models import Decision, StandingApproval
 from audit.models import AuditEvent
@@ -52,7 +55,13 @@ def _columns(fields) -> str:
 
 
 def _placeholders(fields) -> str:
-    return ", ".join("%s" for _ in fields)
+    # Bound on the server, where a SELECT list gives a parameter no type: cast each to
+    # its column's type without a length, as an explicit cast to varchar(n) would
+    # truncate what the column must refuse.
+    connection = connections[Decision.objects.db]
+    return ", ".join(
+        f"%s::{re.sub(r'\(.*\)$', '', field.db_type(connection))}" for field in fields
+    )
 
 
 _STANDING_LIVE = (
@@ -152,7 +161,7 @@ def decision_insert(
     if standing_check:
         values = [agent.pk, action_type.pk, now, now, *values]
     values += _prepared(event, _AUDIT_FIELDS, connection)
-    with connection.cursor() as cursor:
+    with prepared_cursor(connection) as cursor:
         cursor.execute(_SQL[standing_check], values)
         risk_rank, standing_found = cursor.fetchone()
     if standing_found:

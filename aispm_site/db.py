@@ -1,0 +1,48 @@
+"""Prepared statements for the few statements every agent request runs.
+
+Django's PostgreSQL backend binds parameters on the client: psycopg quotes each value
+into the SQL text, and PostgreSQL parses and plans the statement again on every call.
+For the statements on the submission path (the key lookup and the insert of a decision
+with its audit event) that is most of their cost, in the worker and in PostgreSQL. A
+prepared cursor binds on the server and has PostgreSQL prepare each statement once per
+connection, then execute it by name.
+
+Every other query keeps Django's client-side binding. Behind a pooler that does not
+keep prepared statements per client (PgBouncer in transaction mode before 1.21), set
+DATABASE_PREPARED_STATEMENTS=false: the same statements are then bound on the server
+but parsed and planned each time.
+"""
+
+from django.conf import settings
+from django.db.backends.postgresql.base import ServerBindingCursor
+from django.db.backends.utils import CursorDebugWrapper
+
+
+class _PreparedDebugCursor(CursorDebugWrapper):
+    """Where Django logs queries (DEBUG, tests), log the statement with its values
+    written in, as Django logs its own: psycopg keeps no text of a prepared one."""
+
+    def debug_sql(self, sql=None, params=None, use_last_executed_query=False, many=False):
+        if use_last_executed_query and not many:
+            sql = self.db.ops.compose_sql(sql, params)
+        return super().debug_sql(sql, params, use_last_executed_query=False, many=many)
+
+
+def prepared_cursor(connection):
+    """A Django cursor on `connection` (PostgreSQL) that binds on the server and, unless
+    DATABASE_PREPARED_STATEMENTS is off, prepares each statement on its first use.
+
+    Its statements must cast every parameter whose type the context does not give
+    (`%s::jsonb` in a SELECT list), since the values are not written into the SQL.
+    """
+    connection.ensure_connection()
+    raw = connection.connection
+    # Only server-binding cursors prepare; Django's own cursors never do.
+    threshold = 0 if settings.AISPM_DB_PREPARED_STATEMENTS else None
+    if raw.prepare_threshold != threshold:
+        raw.prepare_threshold = threshold
+    connection.validate_thread_sharing()
+    cursor = ServerBindingCursor(raw)
+    if connection.queries_logged:
+        return _PreparedDebugCursor(cursor, connection)
+    return connection.make_cursor(cursor)
