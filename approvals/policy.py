@@ -104,12 +104,15 @@ def route(
             "risk": action_type.effective_risk,
         },
     }
+    context = None  # the activation converted to CEL once, for every rule that reads it
     for rule in compiled_rules(version):
         if rule.action is not None and rule.action != action_type.key:
             continue
         if rule.program is not None:
             try:
-                matched = rule.program.execute(activation)
+                if context is None:
+                    context = cel.Context(activation)
+                matched = rule.program.execute(context)
             except Exception as exc:  # noqa: BLE001 - any evaluation failure fails closed
                 return Route(
                     outcome=Outcome.REVIEW,
