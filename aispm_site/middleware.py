@@ -12,7 +12,7 @@ from django.middleware.locale import LocaleMiddleware
 from django.utils import translation
 from django.utils.module_loading import import_string
 
-from .hostile import text_problem
+from .hostile import parse_int, text_problem
 from .logging import current_decision_id, current_request, current_request_id
 
 log = logging.getLogger("aispm.request")
@@ -94,9 +94,9 @@ class RefuseHostileInputMiddleware:
             if api:
                 return JsonResponse({"error": {"code": "invalid", "message": message}}, status=400)
             return HttpResponseBadRequest(message, content_type="text/plain")
-        length = request.META.get("CONTENT_LENGTH") or "0"
+        size = parse_int(request.META.get("CONTENT_LENGTH") or "0", minimum=0)
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        if not api and limit is not None and length.isdigit() and int(length) > limit:
+        if not api and limit is not None and size is not None and size > limit:
             return HttpResponse("The form is too large.", status=413, content_type="text/plain")
         return self.get_response(request)
 

@@ -131,8 +131,8 @@ class DecisionSubmitView(AgentAPIView):
         },
     )
     def post(self, request):
-        length = request.META.get("CONTENT_LENGTH") or "0"
-        if not length.isdigit() or int(length) > settings.AISPM_MAX_BODY_BYTES:
+        size = hostile.parse_int(request.META.get("CONTENT_LENGTH") or "0", minimum=0)
+        if size is None or size > settings.AISPM_MAX_BODY_BYTES:
             raise api_errors.TooLarge("The body is over 256 KiB.")
         if not isinstance(request.data, dict):
             raise api_errors.Invalid(

@@ -128,13 +128,13 @@ def _response(data: dict, status: int, headers: dict | None = None) -> HttpRespo
 def decision_submit(request) -> HttpResponse | None:
     """The submission's response, or None for the DRF view to answer the request."""
     meta = request.META
-    length = meta.get("CONTENT_LENGTH") or ""
+    size = hostile.parse_int(meta.get("CONTENT_LENGTH") or "", minimum=0)
     if (
         meta.get("QUERY_STRING")
         or _media_type(meta.get("CONTENT_TYPE")) not in _JSON_TYPES
         or _media_type(meta.get("HTTP_ACCEPT")) not in _ANY
-        or not length.isdigit()
-        or int(length) > settings.AISPM_MAX_BODY_BYTES
+        or size is None
+        or size > settings.AISPM_MAX_BODY_BYTES
         or not meta.get("HTTP_AUTHORIZATION")
     ):
         return None

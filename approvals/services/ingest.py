@@ -59,9 +59,11 @@ def _placeholders(fields) -> str:
     # its column's type without a length, as an explicit cast to varchar(n) would
     # truncate what the column must refuse.
     connection = connections[Decision.objects.db]
-    return ", ".join(
-        f"%s::{re.sub(r'\(.*\)$', '', field.db_type(connection))}" for field in fields
-    )
+    return ", ".join(f"%s::{_type_without_length(field, connection)}" for field in fields)
+
+
+def _type_without_length(field, connection) -> str:
+    return re.sub(r"\(.*\)$", "", field.db_type(connection))
 
 
 _STANDING_LIVE = (

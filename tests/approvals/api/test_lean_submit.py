@@ -290,3 +290,9 @@ def test_the_lean_path_names_the_agent_in_the_request_log(twins, answered, caplo
     [record] = [r for r in caplog.records if r.name == "aispm.request"]
     assert record.agent == agent.slug
     assert record.decision_id == response.json()["id"]
+
+
+@pytest.mark.parametrize("length", ["²", "٣", "-1", "1e3", " 12", ""])
+def test_a_content_length_that_is_not_ascii_digits_is_refused_alike(twins, answered, length):
+    [(status, _, _)] = _both(twins, answered, _email(), lean_expected=False, CONTENT_LENGTH=length)
+    assert status < 500
