@@ -3,8 +3,7 @@
 
 import pytest
 
-from tests.approvals.api import test_hostile as test_hostile_api
-from tests.approvals.api import test_submit as test_api_submit
+from tests.approvals.api.rerun import submission_tests
 
 pytestmark = pytest.mark.django_db
 
@@ -15,15 +14,4 @@ def without_lean_path(settings):
     settings.AISPM_API_LEAN_VIEWS = {}
 
 
-def _tests_of(module):
-    return {
-        f"{name}": value
-        for name, value in vars(module).items()
-        if name.startswith("test_") and callable(value)
-    }
-
-
-# Fixtures the imported tests use that are defined in their own modules.
-body_text = test_hostile_api.body_text
-globals().update(_tests_of(test_hostile_api))
-globals().update(_tests_of(test_api_submit))
+globals().update(submission_tests())
