@@ -145,3 +145,27 @@ def test_it_refuses_a_release_queue_that_is_not_a_queue_name(name):
     assert_fails_naming(
         run_django(SECRET_KEY=SECRET, AISPM_RELEASE_QUEUE=name), "AISPM_RELEASE_QUEUE"
     )
+
+
+@pytest.mark.parametrize(
+    "value", ["maybe", "NaN", "2" * 30, "\u202etrue", "tr\u200bue", "1e999", "[" * 10_000]
+)
+def test_it_refuses_a_prepared_statements_value_that_is_not_a_boolean(value):
+    assert_fails_naming(
+        run_django(SECRET_KEY=SECRET, DATABASE_PREPARED_STATEMENTS=value),
+        "DATABASE_PREPARED_STATEMENTS",
+    )
+
+
+@pytest.mark.parametrize(("value", "prepared"), [("false", False), ("true", True), (None, True)])
+def test_prepared_statements_are_on_unless_turned_off(value, prepared):
+    env = {"SECRET_KEY": SECRET}
+    if value is not None:
+        env["DATABASE_PREPARED_STATEMENTS"] = value
+    script = (
+        "import django; from django.conf import settings; django.setup(); "
+        "print(settings.AISPM_DB_PREPARED_STATEMENTS)"
+    )
+    result = run_django(script, **env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == str(prepared)

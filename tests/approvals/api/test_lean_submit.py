@@ -142,6 +142,7 @@ HOSTILE_TEXT = [
         *[_email(reasoning=text) for text in HOSTILE_TEXT],
         *[_email(params={"to": ["a@example.com"], "subject": t, "body": t}) for t in HOSTILE_TEXT],
         *[_email(evidence={"note": text}) for text in HOSTILE_TEXT],
+        _email(evidence={"braces": "{" * 10_000}),
     ],
 )
 def test_the_common_case_is_answered_by_the_lean_path_as_by_the_view(twins, answered, body):
@@ -241,6 +242,9 @@ def test_a_suspended_agent_is_refused_alike(twins, answered):
         ('{"action": "email.send", "params": {}, "reasoning": "x", "confidence": NaN}', {}),
         ('{"confidence": 1e999}', {}),
         (_email(evidence={"n": 2**70}), {}),
+        (_email(evidence={"n": 2**64}), {}),
+        (_email(confidence=2**63), {}),
+        ('{"action": "email.send", "params": ' + "[" * 10_000 + "]" * 10_000 + "}", {}),
         (_email(evidence={"deep": json.loads("[" * 40 + "]" * 40)}), {}),
         (_email(), {"content_type": "text/plain"}),
         (_email(), {"content_type": "application/json; charset=latin-1"}),
