@@ -111,6 +111,10 @@ def login(live_server):
 AXE_FAILING_IMPACTS = {"serious", "critical"}
 
 
+SETTLED = """() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')
+  && document.getAnimations().every((animation) => animation.playState !== 'running')"""
+
+
 def axe_violations(page, *, impacts=AXE_FAILING_IMPACTS) -> list[str]:
     """axe-core's violations on the page as it stands, at the given impacts.
 
@@ -119,6 +123,10 @@ def axe_violations(page, *, impacts=AXE_FAILING_IMPACTS) -> list[str]:
     """
     from axe_playwright_python.sync_playwright import Axe
 
+    # Audit what a person sees once the page has settled: mid-swap, htmx dims the pane
+    # (.htmx-swapping, opacity 0.6, and a 150 ms transition back), and axe would measure
+    # the contrast of text that is still fading in.
+    page.wait_for_function(SETTLED, timeout=5000)
     results = Axe().run(page)
     return [
         f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
