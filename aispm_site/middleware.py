@@ -22,7 +22,8 @@ REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{7,127}")
 
 
 def request_id_from(request) -> str:
-    incoming = request.headers.get("X-Request-ID", "")
+    # META rather than request.headers, which would parse every header on each request.
+    incoming = request.META.get("HTTP_X_REQUEST_ID", "")
     if REQUEST_ID_PATTERN.fullmatch(incoming):
         return incoming
     return uuid.uuid4().hex

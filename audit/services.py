@@ -94,13 +94,17 @@ def audit_row(
     inserts it in the same SQL statement as the change it records (one round trip). That
     statement is its own transaction, or part of the caller's: the event still commits
     or rolls back with the change. `data` is JSON text, for a `::jsonb` placeholder."""
-    fields = audit_fields(event=event, actor=actor, target=target, data=data)
-    user = fields.pop("actor_user", None)
+    actor_fields = _actor_fields(actor)
+    user = actor_fields.pop("actor_user", None)
     return {
-        **fields,
-        "created_at": created_at or fields["created_at"],
+        "created_at": created_at or timezone.now(),
+        "event": event,
+        "target_type": target._meta.label_lower if target is not None else "",
+        "target_id": str(target.pk) if target is not None else "",
+        # The text audit_record's JSONField would store, encoded once.
+        "data": json.dumps(data or {}, cls=DjangoJSONEncoder),
+        **actor_fields,
         "actor_user_id": user.pk if user is not None else None,
-        "data": json.dumps(fields["data"]),
         "prev_hash": "",
         "hash": "",
     }

@@ -10,7 +10,7 @@ BEGIN, INSERT decision, INSERT audit event and COMMIT, this sends one statement:
 
 One statement is one transaction, so the audit event is written if and only if the
 decision is. The columns are the ones the ORM would insert, prepared by the models' own
-fields (pre_save, get_db_prep_save), and the audit event's are audit_fields', which
+fields (pre_save, get_db_prep_save), and the audit event's are audit_row's, which
 audit_record inserts too; the SQL is built once per process.
 
 An idempotency key already used by this agent inserts nothing (the caller then reads the
@@ -21,8 +21,10 @@ condition and claims a use.
 """
 
 import re
+import uuid
+from datetime import datetime
 
-from django.db import connections
+from django.db import connections, models
 from django.db.models import Model
 
 from agents.models import ActionType, Agent, AgentKey
@@ -30,7 +32,7 @@ from aispm_site.db import prepared_cursor
 from approvals import policy
 from approvals.models import Decision, StandingApproval
 from audit.models import AuditEvent
-from audit.services import audit_fields
+from audit.services import audit_row
 
 from ._common import enqueue_release, notify
 from .creation import decision_row, standing_eligible, status_for, submitted_data
@@ -47,7 +49,32 @@ def _insert_fields(model: type[Model]) -> list:
 
 
 _DECISION_FIELDS = _insert_fields(Decision)
-_AUDIT_FIELDS = _insert_fields(AuditEvent)
+# audit_row's columns: the sealer fills in `seq` later.
+_AUDIT_FIELDS = [field for field in _insert_fields(AuditEvent) if field.attname != "seq"]
+
+
+def _plain_type(field, connection) -> type | None:
+    """The type of value that `field` stores exactly as the instance holds it, when its
+    pre_save and get_db_prep_save would hand that value to the driver unchanged (and
+    None unchanged); None where they may convert it (JSON, auto_now, other fields)."""
+    if isinstance(field, models.ForeignKey):
+        return _plain_type(field.target_field, connection)
+    if isinstance(field, models.DateTimeField):
+        return None if field.auto_now or field.auto_now_add else datetime
+    if isinstance(field, models.UUIDField):
+        return uuid.UUID if connection.features.has_native_uuid_field else None
+    for kinds, kind in _PLAIN_KINDS:
+        if isinstance(field, kinds):
+            return kind
+    return None
+
+
+_PLAIN_KINDS = [
+    ((models.CharField, models.TextField), str),
+    ((models.BooleanField,), bool),
+    ((models.FloatField,), float),
+    ((models.IntegerField, models.AutoField), int),
+]
 
 
 def _columns(fields) -> str:
@@ -92,8 +119,29 @@ def _statement(*, standing_check: bool) -> str:
 _SQL = {check: _statement(standing_check=check) for check in (False, True)}
 
 
-def _prepared(instance: Model, fields, connection) -> list:
-    return [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
+_PLANS: dict[str, list] = {}  # by connection alias: (field, attname, plain type)
+
+
+def _decision_values(decision: Decision, connection) -> list:
+    """The values the ORM would send for the new decision: each field's pre_save and
+    get_db_prep_save, skipped where they would return the instance's value as it is
+    (None, or a value of the field's plain type; a datetime only if aware)."""
+    plan = _PLANS.get(connection.alias)
+    if plan is None:
+        plan = _PLANS[connection.alias] = [
+            (field, field.attname, _plain_type(field, connection)) for field in _DECISION_FIELDS
+        ]
+    values = []
+    for field, attname, kind in plan:
+        value = getattr(decision, attname)
+        if kind is not None and (
+            value is None
+            or (type(value) is kind and (kind is not datetime or value.tzinfo is not None))
+        ):
+            values.append(value)
+        else:
+            values.append(field.get_db_prep_save(field.pre_save(decision, True), connection))
+    return values
 
 
 def decision_insert(
@@ -143,26 +191,24 @@ def decision_insert(
         notes=notes,
         now=now,
     )
-    event = AuditEvent(
-        **audit_fields(
-            event="decision.submitted",
-            actor=agent,
-            target=decision,
-            data=submitted_data(
-                decision=decision,
-                key=key,
-                route=route,
-                canonicalised=canonicalised,
-                standing=None,
-                channel=channel,
-            ),
-        )
+    event = audit_row(
+        event="decision.submitted",
+        actor=agent,
+        target=decision,
+        data=submitted_data(
+            decision=decision,
+            key=key,
+            route=route,
+            canonicalised=canonicalised,
+            standing=None,
+            channel=channel,
+        ),
     )
     connection = connections[Decision.objects.db]
-    values = _prepared(decision, _DECISION_FIELDS, connection)
+    values = _decision_values(decision, connection)
     if standing_check:
         values = [agent.pk, action_type.pk, now, now, *values]
-    values += _prepared(event, _AUDIT_FIELDS, connection)
+    values += [event[field.attname] for field in _AUDIT_FIELDS]
     with prepared_cursor(connection) as cursor:
         cursor.execute(_SQL[standing_check], values)
         risk_rank, standing_found = cursor.fetchone()

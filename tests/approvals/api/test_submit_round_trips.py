@@ -64,12 +64,12 @@ def test_a_new_decision_is_two_round_trips_to_postgresql(api, email_body):
 def test_the_decision_is_not_stored_if_its_audit_event_cannot_be(api, email_body, monkeypatch):
     from approvals.services import ingest
 
-    real = ingest.audit_fields
+    real = ingest.audit_row
 
     def too_long(**kwargs):  # audit_auditevent.event is varchar(100)
         return {**real(**kwargs), "event": "x" * 101}
 
-    monkeypatch.setattr(ingest, "audit_fields", too_long)
+    monkeypatch.setattr(ingest, "audit_row", too_long)
     with pytest.raises(DataError):
         api.post(URL, dict(email_body, idempotency_key="atomic-1"), format="json")
     assert not Decision.objects.exists()
