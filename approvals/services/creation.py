@@ -242,7 +242,7 @@ def decision_row(
     """The new decision, not yet saved."""
     approved = status == Decision.Status.APPROVED
     pending = status == Decision.Status.PENDING
-    return Decision(
+    return _new_decision(
         agent=agent,
         action_type=action_type,
         key=key,
@@ -275,6 +275,31 @@ def decision_row(
         expires_at=now + route.ttl if pending else None,
         decided_at=now if not pending else None,
     )
+
+
+def _new_decision(**values) -> Decision:
+    """Decision(**values), built as the ORM builds the rows it reads: every concrete
+    field positionally (Model.__init__'s fast path; a field not given takes its
+    default), then each related object given cached, as its descriptor caches it.
+    Keyword construction of this forty-field model is a measurable part of ingest."""
+    args, related = [], []
+    for field in Decision._meta.concrete_fields:
+        if field.name in values:
+            value = values.pop(field.name)
+            if field.is_relation:
+                related.append((field, value))
+                value = None if value is None else getattr(value, field.target_field.attname)
+        elif field.attname in values:
+            value = values.pop(field.attname)
+        else:
+            value = field.get_default()
+        args.append(value)
+    if values:
+        raise TypeError(f"Decision() got unexpected fields: {', '.join(values)}")
+    decision = Decision(*args)
+    for field, value in related:
+        field.set_cached_value(decision, value)
+    return decision
 
 
 def submitted_data(
