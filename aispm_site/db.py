@@ -7,15 +7,40 @@ with its audit event) that is most of their cost, in the worker and in PostgreSQ
 prepared cursor binds on the server and has PostgreSQL prepare each statement once per
 connection, then execute it by name.
 
+Their SQL numbers its parameters ($1, $2, ...; `numbered` writes them from %s), and
+the cursor hands it to PostgreSQL as it is. psycopg would otherwise split the SQL at
+each %s on every call: it caches that work only for statements of at most 50
+parameters, and the insert of a decision with its audit event has more.
+
 Every other query keeps Django's client-side binding. Behind a pooler that does not
 keep prepared statements per client (PgBouncer in transaction mode before 1.21), set
 DATABASE_PREPARED_STATEMENTS=false: the same statements are then bound on the server
 but parsed and planned each time.
 """
 
+import re
+
 from django.conf import settings
-from django.db.backends.postgresql.base import ServerBindingCursor
+from django.db.backends.postgresql.base import CursorMixin
 from django.db.backends.utils import CursorDebugWrapper
+from psycopg import RawCursor
+
+_PLACEHOLDER = re.compile(r"\$\d+")
+
+
+def numbered(sql: str) -> str:
+    """`sql` with its %s placeholders numbered $1, $2, ... in order, for a prepared
+    cursor. The SQL must hold no other % sign."""
+    parts = sql.split("%s")
+    if any("%" in part for part in parts):
+        raise ValueError("A prepared statement's SQL may hold no % but its placeholders.")
+    return "".join(
+        f"{part}${index}" if index < len(parts) else part for index, part in enumerate(parts, 1)
+    )
+
+
+class _RawBindingCursor(CursorMixin, RawCursor):
+    """psycopg's cursor for SQL with numbered parameters, bound on the server."""
 
 
 class _PreparedDebugCursor(CursorDebugWrapper):
@@ -24,16 +49,17 @@ class _PreparedDebugCursor(CursorDebugWrapper):
 
     def debug_sql(self, sql=None, params=None, use_last_executed_query=False, many=False):
         if use_last_executed_query and not many:
-            sql = self.db.ops.compose_sql(sql, params)
+            sql = self.db.ops.compose_sql(_PLACEHOLDER.sub("%s", sql), params)
         return super().debug_sql(sql, params, use_last_executed_query=False, many=many)
 
 
 def prepared_cursor(connection):
-    """A Django cursor on `connection` (PostgreSQL) that binds on the server and, unless
-    DATABASE_PREPARED_STATEMENTS is off, prepares each statement on its first use.
+    """A Django cursor on `connection` (PostgreSQL) for SQL with numbered parameters
+    (`numbered`), bound on the server and, unless DATABASE_PREPARED_STATEMENTS is off,
+    prepared on its first use.
 
     Its statements must cast every parameter whose type the context does not give
-    (`%s::jsonb` in a SELECT list), since the values are not written into the SQL.
+    (`$1::jsonb` in a SELECT list), since the values are not written into the SQL.
     """
     connection.ensure_connection()
     raw = connection.connection
@@ -42,7 +68,7 @@ def prepared_cursor(connection):
     if raw.prepare_threshold != threshold:
         raw.prepare_threshold = threshold
     connection.validate_thread_sharing()
-    cursor = ServerBindingCursor(raw)
+    cursor = _RawBindingCursor(raw)
     if connection.queries_logged:
         return _PreparedDebugCursor(cursor, connection)
     return connection.make_cursor(cursor)

@@ -23,6 +23,7 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from agents.auth import agent_for_header
 from aispm_site import hostile
+from approvals import services
 
 from . import errors as api_errors
 from .decisions import DecisionSubmitView, DecisionsView, submission_response
@@ -150,16 +151,21 @@ def decision_submit(request) -> HttpResponse | None:
     plain, idempotency_key = _header_key(request, data["idempotency_key"])
     if not plain:
         return None
+    header, ip = meta["HTTP_AUTHORIZATION"], meta.get("REMOTE_ADDR") or None
     try:
-        agent, key = agent_for_header(
-            meta["HTTP_AUTHORIZATION"], ip=meta.get("REMOTE_ADDR") or None
-        )
+        # A key this process read before comes from memory; the pipeline confirms it
+        # against the database before anything it does counts (services.KeyChanged).
+        agent, key = agent_for_header(header, ip=ip, remember=True)
+        # As DRF copies them, for the request's log line.
+        request.user, request.auth = agent, key
+        try:
+            representation, status = submission_response(key, data, idempotency_key)
+        except services.KeyChanged:
+            agent, key = agent_for_header(header, ip=ip)
+            request.user, request.auth = agent, key
+            representation, status = submission_response(key, data, idempotency_key)
     except AuthenticationFailed:
         return None
-    # As DRF copies them, for the request's log line.
-    request.user, request.auth = agent, key
-    try:
-        representation, status = submission_response(key, data, idempotency_key)
     except api_errors.ApiError as error:
         return _response(
             api_errors.envelope(error.code, error.message, error.details),

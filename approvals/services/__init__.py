@@ -54,6 +54,7 @@ from .review import (
 from .submission import (
     PIPELINE,
     Evaluated,
+    KeyChanged,
     Submission,
     SubmissionRefused,
     decision_submit,
@@ -74,6 +75,7 @@ __all__ = [
     "StepUpRequired",
     "EditRoute",
     "Evaluated",
+    "KeyChanged",
     "Reroute",
     "ReviewNotAllowed",
     "Submission",

@@ -27,8 +27,9 @@ from datetime import datetime
 from django.db import connections, models
 from django.db.models import Model
 
+from agents.auth import FRESH_SQL, remembered_fingerprint
 from agents.models import ActionType, Agent, AgentKey
-from aispm_site.db import prepared_cursor
+from aispm_site.db import numbered, prepared_cursor
 from approvals import policy
 from approvals.models import Decision, StandingApproval
 from audit.models import AuditEvent
@@ -38,6 +39,7 @@ from ._common import enqueue_release, notify
 from .creation import decision_row, standing_eligible, status_for, submitted_data
 
 STANDING_FOUND = object()  # a live standing approval may apply: take the transactional path
+KEY_CHANGED = object()  # a remembered key or its agent changed: nothing was stored
 
 
 def _insert_fields(model: type[Model]) -> list:
@@ -100,23 +102,33 @@ _STANDING_LIVE = (
 )
 
 
-def _statement(*, standing_check: bool) -> str:
-    guard = "WHERE NOT (SELECT found FROM s) " if standing_check else ""
+def _statement(*, standing_check: bool, key_check: bool) -> str:
+    conditions = [
+        *(["NOT (SELECT found FROM s)"] if standing_check else []),
+        *(["(SELECT fresh FROM g)"] if key_check else []),
+    ]
+    where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
     return (
         "WITH "
         + (f"s AS ({_STANDING_LIVE}), " if standing_check else "")
+        + (f"g AS ({FRESH_SQL}), " if key_check else "")
         + f'd AS (INSERT INTO "{Decision._meta.db_table}" ({_columns(_DECISION_FIELDS)}) '
-        f"SELECT {_placeholders(_DECISION_FIELDS)} {guard}"
+        f"SELECT {_placeholders(_DECISION_FIELDS)} {where}"
         'ON CONFLICT ("agent_id", "idempotency_key") WHERE "idempotency_key" IS NOT NULL '
         'DO NOTHING RETURNING "risk_rank"), '
         f'a AS (INSERT INTO "{AuditEvent._meta.db_table}" ({_columns(_AUDIT_FIELDS)}) '
         f"SELECT {_placeholders(_AUDIT_FIELDS)} FROM d) "
         "SELECT (SELECT risk_rank FROM d)"
         + (", (SELECT found FROM s)" if standing_check else ", false")
+        + (", coalesce((SELECT fresh FROM g), false)" if key_check else ", true")
     )
 
 
-_SQL = {check: _statement(standing_check=check) for check in (False, True)}
+_SQL = {
+    (standing, key): numbered(_statement(standing_check=standing, key_check=key))
+    for standing in (False, True)
+    for key in (False, True)
+}
 
 
 _PLANS: dict[str, list] = {}  # by connection alias: (field, attname, plain type)
@@ -165,8 +177,10 @@ def decision_insert(
 ):
     """Store a new decision with its audit event, in one statement.
 
-    Returns the decision; None if this agent already used the idempotency key; or
-    STANDING_FOUND if a standing approval may apply (nothing is stored then). An
+    Returns the decision; None if this agent already used the idempotency key;
+    STANDING_FOUND if a standing approval may apply; or KEY_CHANGED if the key was
+    answered from memory (agents.auth) and it or its agent has changed since (nothing
+    is stored in either case). A remembered key is checked in the same statement. An
     approved decision is released and its agent told, as creation._decision_store does.
     """
     status = status_for(route)
@@ -205,13 +219,19 @@ def decision_insert(
         ),
     )
     connection = connections[Decision.objects.db]
-    values = _decision_values(decision, connection)
+    fingerprint = remembered_fingerprint(key) if key is not None else None
+    values = []
     if standing_check:
-        values = [agent.pk, action_type.pk, now, now, *values]
+        values += [agent.pk, action_type.pk, now, now]
+    if fingerprint is not None:
+        values += [fingerprint, key.pk]
+    values += _decision_values(decision, connection)
     values += [event[field.attname] for field in _AUDIT_FIELDS]
     with prepared_cursor(connection) as cursor:
-        cursor.execute(_SQL[standing_check], values)
-        risk_rank, standing_found = cursor.fetchone()
+        cursor.execute(_SQL[standing_check, fingerprint is not None], values)
+        risk_rank, standing_found, key_fresh = cursor.fetchone()
+    if not key_fresh:
+        return KEY_CHANGED
     if standing_found:
         return STANDING_FOUND
     if risk_rank is None:

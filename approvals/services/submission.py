@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
+from agents.auth import key_still_fresh, remembered_fingerprint
 from agents.models import ActionType, Agent, AgentKey, Grant
 from agents.selectors import active_behaviour
 from approvals import anomalies, policy, ratelimit, scope
@@ -190,6 +191,13 @@ class _KeyUsed(Exception):
     """The insert found this agent's idempotency key already used."""
 
 
+class KeyChanged(Exception):
+    """The key was answered from this process's memory (agents.auth, remember=True),
+    and it or its agent has changed in the database since: nothing was stored or
+    refused, and nothing stays counted. The transport authenticates the request afresh
+    and submits it again."""
+
+
 def create(draft: Draft) -> Decision:
     """Store the decision, then answer the anomaly signals (and a denial's)."""
     fields = {
@@ -213,6 +221,8 @@ def create(draft: Draft) -> Decision:
     stored = None
     if draft.replay_at_insert:
         stored = ingest.decision_insert(**fields)
+        if stored is ingest.KEY_CHANGED:
+            raise KeyChanged
         if stored is None:
             raise _KeyUsed
     if stored is None or stored is ingest.STANDING_FOUND:
@@ -410,6 +420,11 @@ def decision_submit(
         now=timezone.now(),
         replay_at_insert=_replay_at_insert(agent, action),
     )
+    # A key answered from memory: the insert checks it in the same statement; anything
+    # else done on its authority is confirmed against the database first.
+    remembered = remembered_fingerprint(key) is not None
+    if remembered and not draft.replay_at_insert and not key_still_fresh(key):
+        raise KeyChanged
     # Replays return the original rather than a refusal, so an agent retrying after a
     # timeout gets its decision back even if its grant or limit would refuse it now.
     # Most submissions are new: unless anomaly rules watch them, the insert itself
@@ -420,6 +435,9 @@ def decision_submit(
             return Submission(original, created=False)
     try:
         decision = _run_pipeline(draft)
+    except KeyChanged:
+        _uncount(draft)
+        raise
     except _KeyUsed:
         replayed = _replay_after_steps(draft)
         if replayed is None:
@@ -427,11 +445,17 @@ def decision_submit(
         return replayed
     except IntegrityError:
         # A concurrent submission with the same key committed first.
+        if remembered and not key_still_fresh(key):
+            _uncount(draft)
+            raise KeyChanged from None
         replayed = _replay_after_steps(draft)
         if replayed is None:
             raise
         return replayed
     except SubmissionRefused as refusal:
+        if remembered and not key_still_fresh(key):
+            _uncount(draft)
+            raise KeyChanged from None
         if draft.replay_at_insert:
             replayed = _replay_after_steps(draft)
             if replayed is not None:
