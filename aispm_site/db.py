@@ -39,6 +39,25 @@ def numbered(sql: str) -> str:
     )
 
 
+_NAMED = re.compile(r"%\((\w+)\)s")
+
+
+def numbered_named(sql: str) -> tuple[str, list[str]]:
+    """`sql` with its %(name)s placeholders numbered, one number a name, and the names
+    in number order: pass `[params[name] for name in names]`. No other % allowed."""
+    names: list[str] = []
+
+    def number(match) -> str:
+        if match[1] not in names:
+            names.append(match[1])
+        return f"${names.index(match[1]) + 1}"
+
+    numbered_sql = _NAMED.sub(number, sql)
+    if "%" in numbered_sql:
+        raise ValueError("A prepared statement's SQL may hold no % but its placeholders.")
+    return numbered_sql, names
+
+
 class _RawBindingCursor(CursorMixin, RawCursor):
     """psycopg's cursor for SQL with numbered parameters, bound on the server."""
 
@@ -49,7 +68,9 @@ class _PreparedDebugCursor(CursorDebugWrapper):
 
     def debug_sql(self, sql=None, params=None, use_last_executed_query=False, many=False):
         if use_last_executed_query and not many:
-            sql = self.db.ops.compose_sql(_PLACEHOLDER.sub("%s", sql), params)
+            # A number may stand more than once: write each occurrence's value.
+            values = [params[int(n[1:]) - 1] for n in _PLACEHOLDER.findall(sql)]
+            sql = self.db.ops.compose_sql(_PLACEHOLDER.sub("%s", sql), values)
         return super().debug_sql(sql, params, use_last_executed_query=False, many=many)
 
 

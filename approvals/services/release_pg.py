@@ -15,6 +15,7 @@ release.py uses the ORM for the claim and the record too.
 
 import functools
 import json
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 
 from agents.models import ActionType, Agent, AgentKey, GlobalStop, Grant
+from aispm_site.db import numbered, numbered_named, prepared_cursor
 from approvals.models import Decision, ReleaseAttempt
 from audit.models import AuditEvent
 from audit.services import CHAIN_FIELDS, audit_row
@@ -82,6 +84,11 @@ class Claimed:
 
 
 @functools.cache
+def _claim_statement() -> tuple[str, list[str]]:
+    return numbered_named(_claim_sql())
+
+
+@functools.cache
 def _claim_sql() -> str:
     decision, audit = _q(Decision._meta.db_table), _q(AuditEvent._meta.db_table)
     models = ((Decision, "c"), (Agent, "a"), (ActionType, "t"), (AgentKey, "k"), (Grant, "g"))
@@ -130,8 +137,9 @@ def claim(*, decision_id: uuid.UUID, now, lease_until, taken_over_before) -> Cla
         approved=Decision.Status.APPROVED,
         releasing=Decision.Status.RELEASING,
     )
-    with connection.cursor() as cursor:
-        cursor.execute(_claim_sql(), params)
+    sql, names = _claim_statement()
+    with prepared_cursor(connection) as cursor:
+        cursor.execute(sql, [params[name] for name in names])
         row = cursor.fetchone()
     if row is None:
         return None
@@ -153,11 +161,31 @@ def claim(*, decision_id: uuid.UUID, now, lease_until, taken_over_before) -> Cla
     return Claimed(decision=decision, key=key, grant=grant, stopped=bool(stopped))
 
 
+_ATTEMPT_COLUMNS = (
+    *("number", "connector", "started_at", "duration_ms", "succeeded", "retryable"),
+    *("status_code", "response_excerpt", "error"),
+)
+
+
+def _attempt_placeholders() -> str:
+    # Bound on the server, a parameter in a SELECT list has no type: cast each to its
+    # column's type, without a length (which a cast would truncate to).
+    fields = {f.column: f for f in ReleaseAttempt._meta.concrete_fields}
+    return ", ".join(
+        f"%s::{re.sub(r'[(].*[)]$', '', fields[c].db_type(connection))}" for c in _ATTEMPT_COLUMNS
+    )
+
+
+@functools.cache
+def _record_statement() -> str:
+    return numbered(_record_sql())
+
+
 @functools.cache
 def _record_sql() -> str:
     decision, audit = _q(Decision._meta.db_table), _q(AuditEvent._meta.db_table)
     attempt = _q(ReleaseAttempt._meta.db_table)
-    row = "(%s, " + ", ".join(_audit_placeholders()) + ")"
+    row = "(%s::integer, " + ", ".join(_audit_placeholders()) + ")"
     return f"""
 WITH moved AS (
   UPDATE {decision}
@@ -166,9 +194,8 @@ WITH moved AS (
   WHERE id = %s AND status = %s
   RETURNING id
 ), attempt AS (
-  INSERT INTO {attempt} (decision_id, number, connector, started_at, duration_ms, succeeded,
-                         retryable, status_code, response_excerpt, error)
-  SELECT moved.id, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM moved
+  INSERT INTO {attempt} (decision_id, {", ".join(_ATTEMPT_COLUMNS)})
+  SELECT moved.id, {_attempt_placeholders()} FROM moved
 ), events AS (
   INSERT INTO {audit} ({", ".join(_q(c) for c in AUDIT_COLUMNS)})
   SELECT {", ".join(f"e.{_q(c)}" for c in AUDIT_COLUMNS)}
@@ -203,7 +230,7 @@ def record_released(*, decision: Decision, delivery, connector: str, started_at,
         2,
         *(released[c] for c in AUDIT_COLUMNS),
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(_record_sql(), params)
+    with prepared_cursor(connection) as cursor:
+        cursor.execute(_record_statement(), params)
         (moved,) = cursor.fetchone()
     return moved == 1
