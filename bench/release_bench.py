@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -71,6 +72,7 @@ POOL = os.environ.get("POOL", "threads")
 TIMEOUT = float(os.environ.get("TIMEOUT", "900"))
 MIXED_RATE = float(os.environ.get("MIXED_RATE", "200"))
 MIXED_SECONDS = float(os.environ.get("MIXED_SECONDS", "60"))
+MIXED_HTTP = os.environ.get("MIXED_HTTP", "0") == "1"
 DRAIN_GOAL_S = 10.0
 PYSPY = os.environ.get("PYSPY", "0") == "1"
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -356,14 +358,114 @@ def queries_per_release(agent, key, action, receiver: Receiver) -> dict:
     return {"aispm": len(aispm.captured_queries), "floor": len(floor.captured_queries)}
 
 
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("AISPM_KEY")
+local n = 0
+local seed = 0
+function init(args)
+  local addr = tonumber(tostring({}):match("0x(%x+)") or "0", 16) or 0
+  math.randomseed(os.time() + addr % 1000003)
+  seed = math.random(1, 1000000000)
+end
+request = function()
+  n = n + 1
+  return wrk.format(nil, nil, nil, string.format(
+    '{"action":"bench.auto","params":{"what":"http %d-%d"},' ..
+    '"reasoning":"bench: routine, allowed by policy"}', seed, n))
+end
+"""
+
+
+class WebServer:
+    """aispm's web process as the README deploys it (granian, 4 x 1), on this database."""
+
+    def __init__(self, log_path: Path):
+        self.port = _free_port()
+        env = dict(os.environ, ALLOWED_HOSTS="127.0.0.1", SECURE_SSL_REDIRECT="false")
+        self.popen = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "granian"),
+                *("--interface", "wsgi", "--host", "127.0.0.1", "--port", str(self.port)),
+                *("--workers", "4", "--blocking-threads", "1", "--log-level", "warning"),
+                "aispm_site.wsgi:application",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.url}/healthz/", timeout=1).read()
+                break
+            except OSError:
+                if self.popen.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    tail = log_path.read_text()[-3000:]
+                    raise SystemExit(f"granian did not start:\n{tail}") from None
+                time.sleep(0.2)
+
+    def stop(self):
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            self.popen.wait(timeout=15)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def mixed_load(agent, key_obj, action) -> dict:
-    """Allowed decisions at MIXED_RATE a second for MIXED_SECONDS, releases running."""
+    """Allowed decisions at MIXED_RATE a second for MIXED_SECONDS, releases running.
+    With MIXED_HTTP=1, over HTTP instead, as fast as 16 connections go (wrk against
+    aispm's web process): the ingest rate of allowed decisions, on the same cores."""
     backlog_of = Decision.objects.filter(
         action_type=action, status__in=["approved", "releasing"]
     ).count
     start = time.perf_counter()
     submitted, samples, next_sample = 0, [], 0.0
-    while (elapsed := time.perf_counter() - start) < MIXED_SECONDS:
+    if MIXED_HTTP:
+        log_dir = Path(tempfile.mkdtemp(prefix="aispm-release-http-"))
+        script = log_dir / "allowed.lua"
+        script.write_text(WRK_SCRIPT)
+        web = WebServer(log_dir / "granian.log")
+        before = Decision.objects.filter(action_type=action).count()
+        env = dict(os.environ, AISPM_KEY=agent_services.agent_key_issue(agent=agent).secret)
+        start = time.perf_counter()
+        load = subprocess.Popen(
+            [
+                *("wrk", "-t2", "-c16", f"-d{MIXED_SECONDS:.0f}s", "-s", str(script)),
+                f"{web.url}/api/v1/decisions/",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        while load.poll() is None:
+            elapsed = time.perf_counter() - start
+            if elapsed >= next_sample:
+                samples.append((round(elapsed), backlog_of()))
+                next_sample += 1.0
+            time.sleep(0.05)
+        # Requests wrk left in flight finish (and enqueue their releases) before the web
+        # process stops; one stopped between its commit and its enqueue would wait for
+        # the sweeper, which this bench does not run.
+        time.sleep(2)
+        web.stop()
+        if "Non-2xx" in load.stdout.read():
+            raise SystemExit("aispm refused some of the mixed load's submissions")
+        submitted = Decision.objects.filter(action_type=action).count() - before
+    while not MIXED_HTTP and (elapsed := time.perf_counter() - start) < MIXED_SECONDS:
         if elapsed >= next_sample:
             samples.append((round(elapsed), backlog_of()))
             next_sample += 1.0
@@ -465,7 +567,12 @@ def main():
         print()
         print(
             f"(d) mixed load: {d['submitted']} allowed decisions in {MIXED_SECONDS:.0f} s"
-            f" ({d['rate']:.1f}/s of {MIXED_RATE:.0f}/s asked), releases running"
+            + (
+                " over HTTP (wrk, 16 connections, as fast as they go)"
+                if MIXED_HTTP
+                else f" ({d['rate']:.1f}/s of {MIXED_RATE:.0f}/s asked)"
+            )
+            + ", releases running"
         )
         print("    backlog (approved or releasing) by second:")
         every = max(1, len(d["samples"]) // 12)
@@ -482,7 +589,8 @@ def main():
         print("py-spy, the worker during aispm's throughput rounds:")
         print(summary.rstrip())
     mixed = (
-        f"; mixed {d['rate']:.0f}/s x {MIXED_SECONDS:.0f} s: backlog at stop {d['at_stop']},"
+        f"; mixed {'HTTP ' if MIXED_HTTP else ''}{d['rate']:.0f}/s x {MIXED_SECONDS:.0f} s:"
+        f" backlog at stop {d['at_stop']},"
         f" peak {d['peak']}, drained in {d['drain_s']:.1f} s"
         if d is not None
         else ""
