@@ -3,7 +3,8 @@
 Django's PostgreSQL backend binds parameters on the client: psycopg quotes each value
 into the SQL text, and PostgreSQL parses and plans the statement again on every call.
 For the statements on the submission path (the key lookup and the insert of a decision
-with its audit event) that is most of their cost, in the worker and in PostgreSQL. A
+with its audit event) and a release's two (its claim and its record) that is most of
+their cost, in the worker and in PostgreSQL. A
 prepared cursor binds on the server and has PostgreSQL prepare each statement once per
 connection, then execute it by name.
 

@@ -9,6 +9,10 @@ the caller's): the audit events commit with the change or not at all, as with
 `audit_record`. Everything else (a retry, a failure, a block) takes the ORM path in
 release.py, which is rare and not worth the SQL.
 
+Both are prepared once per connection and bound on the server (aispm_site.db), as the
+submission's statements are: parsing and planning them on every release cost more than
+running them.
+
 SQLite (the dev mode without DATABASE_URL) has no data-modifying CTEs; there
 release.py uses the ORM for the claim and the record too.
 """
