@@ -164,11 +164,6 @@ def key_still_fresh(key: AgentKey) -> bool:
     return True
 
 
-def forget_key(key: AgentKey) -> None:
-    """Drop a key from this process's memory, so the next request reads it afresh."""
-    REMEMBERED.forget(key.key_hash)
-
-
 def _watch_address(agent: Agent, ip: str | None) -> None:
     from .anomaly_rules import with_defaults
     from .services import address_seen, new_ip_respond

@@ -40,6 +40,13 @@ def numbered(sql: str) -> str:
     )
 
 
+def typed_placeholder(field, connection) -> str:
+    """`%s` cast to `field`'s column type, for a parameter whose type its place in the
+    statement does not give (a SELECT list). Without a length: a cast to varchar(n)
+    would truncate a value the column must refuse."""
+    return f"%s::{re.sub(r'[(].*[)]$', '', field.db_type(connection))}"
+
+
 _NAMED = re.compile(r"%\((\w+)\)s")
 
 

@@ -20,7 +20,6 @@ one, nothing is inserted and the caller takes the transactional path, which matc
 condition and claims a use.
 """
 
-import re
 import uuid
 from datetime import datetime
 
@@ -29,7 +28,7 @@ from django.db.models import Model
 
 from agents.auth import FRESH_SQL, remembered_fingerprint
 from agents.models import ActionType, Agent, AgentKey
-from aispm_site.db import numbered, prepared_cursor
+from aispm_site.db import numbered, prepared_cursor, typed_placeholder
 from approvals import policy
 from approvals.models import Decision, StandingApproval
 from audit.models import AuditEvent
@@ -84,15 +83,8 @@ def _columns(fields) -> str:
 
 
 def _placeholders(fields) -> str:
-    # Bound on the server, where a SELECT list gives a parameter no type: cast each to
-    # its column's type without a length, as an explicit cast to varchar(n) would
-    # truncate what the column must refuse.
     connection = connections[Decision.objects.db]
-    return ", ".join(f"%s::{_type_without_length(field, connection)}" for field in fields)
-
-
-def _type_without_length(field, connection) -> str:
-    return re.sub(r"\(.*\)$", "", field.db_type(connection))
+    return ", ".join(typed_placeholder(field, connection) for field in fields)
 
 
 _STANDING_LIVE = (

@@ -19,7 +19,6 @@ release.py uses the ORM for the claim and the record too.
 
 import functools
 import json
-import re
 import uuid
 from dataclasses import dataclass
 
@@ -27,7 +26,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 
 from agents.models import ActionType, Agent, AgentKey, GlobalStop, Grant
-from aispm_site.db import numbered, numbered_named, prepared_cursor
+from aispm_site.db import numbered, numbered_named, prepared_cursor, typed_placeholder
 from approvals.models import Decision, ReleaseAttempt
 from audit.models import AuditEvent
 from audit.services import CHAIN_FIELDS, audit_row
@@ -172,12 +171,8 @@ _ATTEMPT_COLUMNS = (
 
 
 def _attempt_placeholders() -> str:
-    # Bound on the server, a parameter in a SELECT list has no type: cast each to its
-    # column's type, without a length (which a cast would truncate to).
     fields = {f.column: f for f in ReleaseAttempt._meta.concrete_fields}
-    return ", ".join(
-        f"%s::{re.sub(r'[(].*[)]$', '', fields[c].db_type(connection))}" for c in _ATTEMPT_COLUMNS
-    )
+    return ", ".join(typed_placeholder(fields[c], connection) for c in _ATTEMPT_COLUMNS)
 
 
 @functools.cache
